@@ -1,0 +1,121 @@
+//! The benign look-alikes: every flow that is neither failure story gets a verdict that says
+//! plainly what happened to it.
+
+use super::{Evidence, Finding, IMMEDIATE_CLOSE, Verdict};
+use crate::flow::{End, Flow};
+use crate::time::{human, secs};
+
+pub fn classify(flow: &Flow) -> Finding {
+    let mut evidence = Evidence::for_flow(flow);
+    let (verdict, sentence) = judge(flow, &mut evidence);
+    Finding {
+        verdict,
+        evidence,
+        sentence,
+        fix: None,
+    }
+}
+
+fn judge(flow: &Flow, evidence: &mut Evidence) -> (Verdict, String) {
+    let client_fin = flow.from_client.fin;
+    let server_rst = flow.from_server.rst;
+    let client_rst = flow.from_client.rst;
+
+    if flow.handshake.syn.is_some() && flow.handshake.syn_ack.is_none() {
+        if let Some(rst) = server_rst {
+            evidence.rst_frame = Some(rst.at.frame);
+            evidence.rst_from = Some("server");
+            let syn = flow.handshake.syn.map_or(0, |s| s.frame);
+            return (
+                Verdict::Refused,
+                format!(
+                    "SYN #{syn} answered by RST #{}: nothing listening on port {}",
+                    rst.at.frame,
+                    flow.server.port()
+                ),
+            );
+        }
+        if flow.from_server.packets == 0 {
+            return (
+                Verdict::Unanswered,
+                format!("{} SYN(s) sent, none answered", flow.from_client.packets),
+            );
+        }
+    }
+
+    if let Some(close) = flow.server_close {
+        let server_first = client_fin.is_none_or(|c| c.frame > close.fin.frame)
+            && client_rst.is_none_or(|r| r.at.frame > close.fin.frame);
+        if server_first {
+            evidence.server_fin_frame = Some(close.fin.frame);
+            evidence.server_close_idle_s = close.idle_before.map(secs);
+            evidence.close_notify = Some(close.close_notify.is_some());
+            evidence.close_notify_frame = close.close_notify.map(|s| s.frame);
+            evidence.connection_close = Some(flow.connection_close);
+            let idle = close.idle_before.unwrap_or(0);
+            if flow.connection_close || idle < IMMEDIATE_CLOSE {
+                let why = if flow.connection_close {
+                    " (Connection: close)"
+                } else {
+                    ""
+                };
+                return (
+                    Verdict::ClosedAfterResponse,
+                    format!(
+                        "server closed {} after its last data{why}, FIN #{}",
+                        human(idle),
+                        close.fin.frame
+                    ),
+                );
+            }
+            let notify = if close.close_notify.is_some() {
+                "close_notify and "
+            } else {
+                ""
+            };
+            return (
+                Verdict::IdleClosed,
+                format!(
+                    "server closed after {} idle ({notify}FIN #{}); the client did not reuse it",
+                    human(idle),
+                    close.fin.frame
+                ),
+            );
+        }
+    }
+
+    let answered = format!("{} of {} requests answered", flow.responses, flow.requests);
+    if let Some(fin) = client_fin {
+        if client_rst.is_none_or(|r| r.at.frame > fin.frame)
+            && server_rst.is_none_or(|r| r.at.frame > fin.frame)
+        {
+            return (
+                Verdict::Completed,
+                format!("{answered}; client closed first (FIN #{})", fin.frame),
+            );
+        }
+    }
+    let first_rst = match (client_rst, server_rst) {
+        (Some(c), Some(s)) if s.at.frame < c.at.frame => Some(("server", s)),
+        (Some(c), _) => Some(("client", c)),
+        (None, Some(s)) => Some(("server", s)),
+        (None, None) => None,
+    };
+    if let Some((from, rst)) = first_rst {
+        evidence.rst_frame = Some(rst.at.frame);
+        evidence.rst_from = Some(from);
+        evidence.rst_ttl = Some(rst.ttl);
+        return (
+            Verdict::Reset,
+            format!("{answered}; RST #{} from the {from}", rst.at.frame),
+        );
+    }
+    debug_assert_eq!(flow.end, End::CaptureEnd);
+    (
+        Verdict::OpenAtEnd,
+        format!(
+            "{answered}; still open at the end of the capture (last packet #{})",
+            flow.last.frame
+        ),
+    )
+}

@@ -1,0 +1,197 @@
+//! Detection: the failure stories and their benign look-alikes. Each flow gets exactly one
+//! `Finding`: a verdict with the evidence that proves it. Verdict names and thresholds live
+//! here and nowhere else; each story is one file.
+
+mod benign;
+mod nat;
+mod race;
+
+use serde::Serialize;
+
+use crate::flow::{CaptureSide, Flow};
+use crate::time::{NANOS_PER_SEC, Nanos};
+
+/// What happened to a flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// A request met the server's idle close and died.
+    KeepaliveRace,
+    /// A request after a long silence was answered by RST: a middlebox forgot the flow.
+    NatIdleReset,
+    /// Requests answered; closed normally.
+    Completed,
+    /// The server closed an idle keep-alive connection and nobody reused it.
+    IdleClosed,
+    /// The server closed right after its response (`Connection: close`).
+    ClosedAfterResponse,
+    /// The SYN was answered by RST: nothing listening.
+    Refused,
+    /// The SYN was never answered.
+    Unanswered,
+    /// Ended by a RST that fits no failure pattern.
+    Reset,
+    /// Still open when the capture ended.
+    OpenAtEnd,
+}
+
+impl Verdict {
+    pub const ALL: [Verdict; 9] = [
+        Verdict::KeepaliveRace,
+        Verdict::NatIdleReset,
+        Verdict::Completed,
+        Verdict::IdleClosed,
+        Verdict::ClosedAfterResponse,
+        Verdict::Refused,
+        Verdict::Unanswered,
+        Verdict::Reset,
+        Verdict::OpenAtEnd,
+    ];
+
+    /// The name scripts see (JSON, `--format json`) and the table shows.
+    pub fn name(self) -> &'static str {
+        match self {
+            Verdict::KeepaliveRace => "keepalive_race",
+            Verdict::NatIdleReset => "nat_idle_reset",
+            Verdict::Completed => "completed",
+            Verdict::IdleClosed => "idle_closed",
+            Verdict::ClosedAfterResponse => "closed_after_response",
+            Verdict::Refused => "refused",
+            Verdict::Unanswered => "unanswered",
+            Verdict::Reset => "reset",
+            Verdict::OpenAtEnd => "open_at_end",
+        }
+    }
+
+    /// One line for people, as the summary shows it.
+    pub fn meaning(self) -> &'static str {
+        match self {
+            Verdict::KeepaliveRace => "request met the server's keep-alive close",
+            Verdict::NatIdleReset => "request after a long idle answered by RST",
+            Verdict::Completed => "requests answered, closed normally",
+            Verdict::IdleClosed => "server closed an idle connection; not reused",
+            Verdict::ClosedAfterResponse => "server closed right after its response",
+            Verdict::Refused => "connection refused (SYN answered by RST)",
+            Verdict::Unanswered => "SYN never answered",
+            Verdict::Reset => "reset, no failure pattern",
+            Verdict::OpenAtEnd => "still open when the capture ended",
+        }
+    }
+
+    /// Flagged verdicts are failures; they set exit code 1.
+    pub fn flagged(self) -> bool {
+        matches!(self, Verdict::KeepaliveRace | Verdict::NatIdleReset)
+    }
+}
+
+/// The thresholds the stories use, from the command line.
+#[derive(Debug, Clone, Copy)]
+pub struct Thresholds {
+    /// Silence longer than this before a request that is reset means a middlebox forgot
+    /// the connection. AWS NAT Gateway: 350 s.
+    pub nat_idle: Nanos,
+}
+
+pub const DEFAULT_NAT_IDLE: Nanos = 350 * NANOS_PER_SEC;
+
+/// A server that closes within this of its last payload closed after a response
+/// (`Connection: close`), not on an idle timer. Keep-alive timeouts are seconds.
+pub const IMMEDIATE_CLOSE: Nanos = NANOS_PER_SEC / 2;
+
+impl Default for Thresholds {
+    fn default() -> Self {
+        Thresholds {
+            nat_idle: DEFAULT_NAT_IDLE,
+        }
+    }
+}
+
+/// A verdict with its evidence: the figures (JSON) and one sentence (table).
+#[derive(Debug, Clone, Serialize)]
+pub struct Finding {
+    pub verdict: Verdict,
+    pub evidence: Evidence,
+    #[serde(skip)]
+    pub sentence: String,
+    /// What to change, for flagged verdicts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fix: Option<String>,
+}
+
+/// The measured figures behind a verdict. Times in seconds, frames as numbered in the capture.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Evidence {
+    /// Which host the capture was taken on: client, server or unknown.
+    pub capture_side: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rtt_s: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_frame: Option<u64>,
+    /// Idle before the request: since the last payload either way.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_idle_s: Option<f64>,
+    /// Silence before the request: since the last packet of any kind.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_silence_s: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_retransmissions: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_fin_frame: Option<u64>,
+    /// The server's measured keep-alive timeout: idle before it began to close.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_close_idle_s: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub close_notify: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub close_notify_frame: Option<u64>,
+    /// How the request met the close: `crossed_in_flight` or `sent_after_fin`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub crossing: Option<&'static str>,
+    /// Request time minus FIN time at the capture point (negative: request seen first).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_minus_fin_s: Option<f64>,
+    /// What came back to the request: `rst` or `nothing`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub answer: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rst_frame: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rst_from: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_to_rst_s: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rst_ttl: Option<u8>,
+    /// TTL (hop limit) of the server's own packets.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_ttl: Option<u8>,
+    /// Who sent the RST, judged by TTL and timing: `middlebox`, `server` or `unknown`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rst_sent_by: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connection_close: Option<bool>,
+}
+
+impl Evidence {
+    fn for_flow(flow: &Flow) -> Evidence {
+        Evidence {
+            capture_side: side_name(flow.capture_side()),
+            rtt_s: flow.rtt().map(crate::time::secs),
+            ..Evidence::default()
+        }
+    }
+}
+
+pub fn side_name(side: CaptureSide) -> &'static str {
+    match side {
+        CaptureSide::Client => "client",
+        CaptureSide::Server => "server",
+        CaptureSide::Unknown => "unknown",
+    }
+}
+
+/// Judges one finished flow: the failure stories first, then the benign look-alikes.
+pub fn judge(flow: &Flow, thresholds: &Thresholds) -> Finding {
+    race::keepalive_race(flow)
+        .or_else(|| nat::nat_idle_reset(flow, thresholds))
+        .unwrap_or_else(|| benign::classify(flow))
+}

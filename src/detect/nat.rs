@@ -1,0 +1,86 @@
+//! The NAT idle reset: a middlebox forgot a connection that sat idle too long and told
+//! nobody; the client's next request on it was answered by RST, with no FIN and no response.
+
+use super::{Evidence, Finding, Thresholds, Verdict};
+use crate::flow::{CaptureSide, Flow};
+use crate::time::{human, secs};
+
+pub fn nat_idle_reset(flow: &Flow, thresholds: &Thresholds) -> Option<Finding> {
+    let request = flow.last_request?;
+    if request.answered.is_some() || request.silence_before <= thresholds.nat_idle {
+        return None;
+    }
+    let rst = flow
+        .from_server
+        .rst
+        .filter(|r| r.at.frame > request.at.frame)?;
+    if flow
+        .from_server
+        .fin
+        .is_some_and(|fin| fin.frame < rst.at.frame)
+    {
+        return None;
+    }
+    let to_rst = rst.at.ts.since(request.at.ts);
+    let server_ttl = flow.from_server.ttl;
+    let rtt = flow.rtt();
+
+    // Who sent it: a router in between sets its own TTL, and on the client's side answers
+    // sooner than the server could.
+    let (sent_by, why) = match (server_ttl, rtt) {
+        (Some(ttl), _) if ttl != rst.ttl => (
+            "middlebox",
+            format!("TTL {} differs from the server's {ttl}", rst.ttl),
+        ),
+        (_, Some(rtt)) if flow.capture_side() == CaptureSide::Client && to_rst * 2 < rtt => (
+            "middlebox",
+            format!(
+                "it came {} after the request, faster than the {} round trip",
+                human(to_rst),
+                human(rtt)
+            ),
+        ),
+        (Some(ttl), Some(rtt)) if ttl == rst.ttl && to_rst * 2 >= rtt => (
+            "server",
+            format!("TTL {ttl} matches the server's and it took a round trip"),
+        ),
+        _ => ("unknown", "TTL and timing do not tell".to_string()),
+    };
+
+    let mut evidence = Evidence::for_flow(flow);
+    evidence.request_frame = Some(request.at.frame);
+    evidence.request_idle_s = request.idle_before.map(secs);
+    evidence.request_silence_s = Some(secs(request.silence_before));
+    evidence.request_retransmissions = Some(request.retransmissions);
+    evidence.answer = Some("rst");
+    evidence.rst_frame = Some(rst.at.frame);
+    evidence.rst_from = Some("server side");
+    evidence.request_to_rst_s = Some(secs(to_rst));
+    evidence.rst_ttl = Some(rst.ttl);
+    evidence.server_ttl = server_ttl;
+    evidence.rst_sent_by = Some(sent_by);
+
+    let retrans = match request.retransmissions {
+        0 => String::new(),
+        1 => ", 1 retransmission".to_string(),
+        n => format!(", {n} retransmissions"),
+    };
+    let sentence = format!(
+        "request #{} after {} of silence answered by RST #{} {} later{retrans}, no FIN, no response; sent by {sent_by}: {why}",
+        request.at.frame,
+        human(request.silence_before),
+        rst.at.frame,
+        human(to_rst),
+    );
+    let fix = format!(
+        "keep pooled connections idle less than the middlebox's timeout (client max idle time, or TCP keepalive, below {}; this one sat {})",
+        human(thresholds.nat_idle),
+        human(request.silence_before)
+    );
+    Some(Finding {
+        verdict: Verdict::NatIdleReset,
+        evidence,
+        sentence,
+        fix: Some(fix),
+    })
+}

@@ -1,0 +1,584 @@
+//! Flow tracking: one `Flow` per TCP connection, oriented client -> server, holding the
+//! facts the detectors judge: requests and their answers, idle gaps, the server's close,
+//! resets, TTLs and handshake timing. Knows TCP; does not know what a failure is.
+
+pub mod seq;
+pub mod sniff;
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+
+use crate::decode::Segment;
+use crate::target::Target;
+use crate::time::{Nanos, Timestamp};
+use seq::Seq;
+use sniff::Payload;
+
+/// Where and when a packet was: its frame number in the capture and its time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stamp {
+    pub frame: u64,
+    pub ts: Timestamp,
+}
+
+/// How the flow's client and server sides were told apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Orientation {
+    /// The client sent the SYN (or received the SYN/ACK).
+    Handshake,
+    /// The capture started mid-connection; `--target` named the server side.
+    Target,
+    /// The capture started mid-connection; the lower, service-looking port is the server.
+    ServicePort,
+}
+
+/// Which host the capture was taken on, from where the round trip shows in the handshake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CaptureSide {
+    Client,
+    Server,
+    /// No handshake, or both gaps alike (same host, or a tap in the middle).
+    Unknown,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Handshake {
+    pub syn: Option<Stamp>,
+    pub syn_ack: Option<Stamp>,
+    /// The client's first ACK after the SYN/ACK.
+    pub ack: Option<Stamp>,
+}
+
+/// A client request: a burst of new client data after the previous one was answered.
+#[derive(Debug, Clone, Copy)]
+pub struct Request {
+    /// Its first transmission.
+    pub at: Stamp,
+    pub seq: Seq,
+    pub end: Seq,
+    /// The acknowledgment its first packet carried: what the client had received.
+    pub ack: Seq,
+    /// Since the last payload before it (either direction, TLS alerts aside).
+    pub idle_before: Option<Nanos>,
+    /// Since the last packet of any kind before it: what a NAT's idle timer sees.
+    pub silence_before: Nanos,
+    previous_payload: Option<Timestamp>,
+    pub retransmissions: u32,
+    /// The server's first payload after it.
+    pub answered: Option<Stamp>,
+}
+
+/// The server's first FIN, and the TLS close alert sent right before it.
+#[derive(Debug, Clone, Copy)]
+pub struct ServerClose {
+    pub fin: Stamp,
+    /// The FIN's own sequence number.
+    pub fin_seq: Seq,
+    pub fin_ack: Seq,
+    pub close_notify: Option<Stamp>,
+    /// How long the connection had been idle, as the server saw it, when it began to close:
+    /// the server's keep-alive timeout, measured.
+    pub idle_before: Option<Nanos>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Reset {
+    pub at: Stamp,
+    /// IPv4 TTL or IPv6 hop limit of the RST.
+    pub ttl: u8,
+}
+
+/// How the flow's record came to an end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum End {
+    /// Both sides sent FIN, or one sent RST.
+    Closed,
+    /// The capture ended with the connection still open (or half-closed).
+    CaptureEnd,
+}
+
+/// One side's sending state.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Direction {
+    pub isn: Option<Seq>,
+    /// One past the highest sequence number sent (SYN and FIN count one).
+    next_seq: Option<Seq>,
+    pub packets: u64,
+    pub fin: Option<Stamp>,
+    pub rst: Option<Reset>,
+    /// TTL of this side's latest packet that was not a RST.
+    pub ttl: Option<u8>,
+}
+
+/// Everything known about one TCP connection.
+#[derive(Debug, Clone)]
+pub struct Flow {
+    /// 1-based, in order of first appearance.
+    pub id: u64,
+    pub client: SocketAddr,
+    pub server: SocketAddr,
+    pub orientation: Orientation,
+    pub first: Stamp,
+    pub last: Stamp,
+    pub handshake: Handshake,
+    pub from_client: Direction,
+    pub from_server: Direction,
+    pub requests: u32,
+    pub responses: u32,
+    /// The longest stretch with no data, FIN or RST, and where it ended.
+    pub longest_idle: Nanos,
+    pub longest_idle_end: Option<Stamp>,
+    /// The latest request, the one a failure is about.
+    pub last_request: Option<Request>,
+    pub server_close: Option<ServerClose>,
+    pub retransmissions: u32,
+    pub keepalive_probes: u32,
+    pub tls: bool,
+    /// A plaintext response said `Connection: close`.
+    pub connection_close: bool,
+    pub end: End,
+    last_payload: Option<Timestamp>,
+    last_activity: Option<Timestamp>,
+    pending_alert: Option<(Stamp, Option<Nanos>)>,
+    client_sent_ccs: bool,
+}
+
+/// A TLS 1.3 client Finished (after change_cipher_spec) is one small application-data
+/// record; anything longer carries a request.
+const TLS13_FINISHED_MAX_RECORD: u16 = 96;
+
+impl Flow {
+    fn new(
+        id: u64,
+        client: SocketAddr,
+        server: SocketAddr,
+        orientation: Orientation,
+        at: Stamp,
+    ) -> Flow {
+        Flow {
+            id,
+            client,
+            server,
+            orientation,
+            first: at,
+            last: at,
+            handshake: Handshake::default(),
+            from_client: Direction::default(),
+            from_server: Direction::default(),
+            requests: 0,
+            responses: 0,
+            longest_idle: 0,
+            longest_idle_end: None,
+            last_request: None,
+            server_close: None,
+            retransmissions: 0,
+            keepalive_probes: 0,
+            tls: false,
+            connection_close: false,
+            end: End::CaptureEnd,
+            last_payload: None,
+            last_activity: None,
+            pending_alert: None,
+            client_sent_ccs: false,
+        }
+    }
+
+    pub fn is_closed(&self) -> bool {
+        (self.from_client.fin.is_some() && self.from_server.fin.is_some())
+            || self.from_client.rst.is_some()
+            || self.from_server.rst.is_some()
+    }
+
+    /// Handshake timing: on the client the round trip lies between SYN and SYN/ACK, on the
+    /// server between SYN/ACK and the client's ACK.
+    pub fn capture_side(&self) -> CaptureSide {
+        let (Some(syn), Some(syn_ack), Some(ack)) = (
+            self.handshake.syn,
+            self.handshake.syn_ack,
+            self.handshake.ack,
+        ) else {
+            return CaptureSide::Unknown;
+        };
+        const MIN_GAP: Nanos = 200_000;
+        let to_server = syn_ack.ts.since(syn.ts);
+        let to_client = ack.ts.since(syn_ack.ts);
+        if to_server > MIN_GAP && to_server > 4 * to_client {
+            CaptureSide::Client
+        } else if to_client > MIN_GAP && to_client > 4 * to_server {
+            CaptureSide::Server
+        } else {
+            CaptureSide::Unknown
+        }
+    }
+
+    /// The round trip time seen in the handshake.
+    pub fn rtt(&self) -> Option<Nanos> {
+        let (syn, ack) = (self.handshake.syn?, self.handshake.ack?);
+        Some(ack.ts.since(syn.ts))
+    }
+
+    fn note_activity(&mut self, at: Stamp) {
+        if let Some(previous) = self.last_activity {
+            let gap = at.ts.since(previous);
+            if gap > self.longest_idle {
+                self.longest_idle = gap;
+                self.longest_idle_end = Some(at);
+            }
+        }
+        self.last_activity = Some(at.ts);
+    }
+
+    /// When the server's idle period began: the last payload it had seen. A request the
+    /// server had not yet received when it closed (the close does not acknowledge it) is
+    /// left out, so a crossing request does not hide the keep-alive timeout.
+    fn server_idle_reference(&self, close_ack: Seq) -> Option<Timestamp> {
+        match self.last_request {
+            Some(r) if r.answered.is_none() && !close_ack.after(r.seq) => r.previous_payload,
+            _ => self.last_payload,
+        }
+    }
+
+    fn observe(&mut self, seg: &Segment, at: Stamp, from_client: bool) {
+        let silence = at.ts.since(self.last.ts);
+        self.last = at;
+        let flags = seg.flags;
+        let seq = Seq(seg.seq);
+        let dir = if from_client {
+            &mut self.from_client
+        } else {
+            &mut self.from_server
+        };
+        dir.packets += 1;
+
+        if flags.rst() {
+            if dir.rst.is_none() {
+                dir.rst = Some(Reset { at, ttl: seg.ttl });
+            }
+            self.note_activity(at);
+            return;
+        }
+        dir.ttl = Some(seg.ttl);
+
+        if flags.syn() {
+            if dir.isn.is_none() {
+                dir.isn = Some(seq);
+                dir.next_seq = Some(seq.add(1));
+            }
+            let slot = if flags.ack() {
+                &mut self.handshake.syn_ack
+            } else {
+                &mut self.handshake.syn
+            };
+            slot.get_or_insert(at);
+            return;
+        }
+        if from_client
+            && self.handshake.syn_ack.is_some()
+            && self.handshake.ack.is_none()
+            && flags.ack()
+        {
+            self.handshake.ack = Some(at);
+        }
+
+        if seg.payload_len > 0 {
+            self.observe_payload(seg, at, from_client, silence);
+        }
+
+        if flags.fin() {
+            let fin_seq = seq.add(seg.payload_len);
+            let dir = if from_client {
+                &mut self.from_client
+            } else {
+                &mut self.from_server
+            };
+            dir.next_seq = Some(
+                dir.next_seq
+                    .map_or(fin_seq.add(1), |n| n.max(fin_seq.add(1))),
+            );
+            if dir.fin.is_none() {
+                dir.fin = Some(at);
+                if !from_client && self.server_close.is_none() {
+                    let close_ack = Seq(seg.ack);
+                    let (close_notify, idle_before) = match self.pending_alert {
+                        Some((alert, idle)) => (Some(alert), idle),
+                        None => (
+                            None,
+                            self.server_idle_reference(close_ack)
+                                .map(|t| at.ts.since(t)),
+                        ),
+                    };
+                    self.server_close = Some(ServerClose {
+                        fin: at,
+                        fin_seq,
+                        fin_ack: close_ack,
+                        close_notify,
+                        idle_before,
+                    });
+                }
+            }
+            self.note_activity(at);
+        }
+    }
+
+    fn observe_payload(&mut self, seg: &Segment, at: Stamp, from_client: bool, silence: Nanos) {
+        let seq = Seq(seg.seq);
+        let end = seq.add(seg.payload_len);
+        let dir = if from_client {
+            &mut self.from_client
+        } else {
+            &mut self.from_server
+        };
+        let next = *dir.next_seq.get_or_insert(seq);
+        // A keep-alive probe repeats the last byte already acknowledged (or carries none).
+        if seg.payload_len <= 1 && seq.add(1) == next {
+            self.keepalive_probes += 1;
+            return;
+        }
+        if !end.after(next) {
+            self.retransmissions += 1;
+            if from_client {
+                if let Some(r) = self.last_request.as_mut() {
+                    let covers_start = !seq.after(r.seq) && end.after(r.seq);
+                    if covers_start && r.answered.is_none() {
+                        r.retransmissions += 1;
+                    }
+                }
+            }
+            return;
+        }
+        dir.next_seq = Some(end);
+
+        let payload = sniff::classify(seg.payload, seg.payload_len);
+        if self.last_payload.is_none() && payload.is_tls() {
+            self.tls = true;
+        }
+        if from_client {
+            self.observe_client_data(payload, seg, at, silence);
+        } else {
+            self.observe_server_data(payload, seg, at);
+        }
+    }
+
+    fn observe_client_data(&mut self, payload: Payload, seg: &Segment, at: Stamp, silence: Nanos) {
+        let seq = Seq(seg.seq);
+        let end = seq.add(seg.payload_len);
+        let was_ccs = std::mem::take(&mut self.client_sent_ccs);
+        if self.tls {
+            let setup = payload.is_tls_setup()
+                || payload.is_tls_alert()
+                || matches!(payload, Payload::Tls { record, only_record: true }
+                    if was_ccs && record.length <= TLS13_FINISHED_MAX_RECORD);
+            if let Payload::Tls { record, .. } = payload {
+                self.client_sent_ccs = record.content_type == sniff::TLS_CHANGE_CIPHER_SPEC;
+            }
+            if setup {
+                self.note_payload(at);
+                return;
+            }
+        }
+        match self.last_request.as_mut() {
+            Some(r) if r.answered.is_none() => r.end = end,
+            _ => {
+                self.requests += 1;
+                self.last_request = Some(Request {
+                    at,
+                    seq,
+                    end,
+                    ack: Seq(seg.ack),
+                    idle_before: self.last_payload.map(|t| at.ts.since(t)),
+                    silence_before: silence,
+                    previous_payload: self.last_payload,
+                    retransmissions: 0,
+                    answered: None,
+                });
+            }
+        }
+        self.note_payload(at);
+    }
+
+    fn observe_server_data(&mut self, payload: Payload, seg: &Segment, at: Stamp) {
+        if self.tls && payload.is_tls_alert() {
+            // Not an answer: most likely the close_notify before a FIN. Measured now, while
+            // the last payload is still the one before it.
+            let idle = self
+                .server_idle_reference(Seq(seg.ack))
+                .map(|t| at.ts.since(t));
+            self.pending_alert = Some((at, idle));
+            self.note_activity(at);
+            return;
+        }
+        self.pending_alert = None;
+        if !(self.tls && payload.is_tls_setup()) {
+            if let Some(r) = self.last_request.as_mut() {
+                if r.answered.is_none() {
+                    r.answered = Some(at);
+                    self.responses += 1;
+                }
+            }
+            if payload == Payload::HttpResponse && sniff::says_connection_close(seg.payload) {
+                self.connection_close = true;
+            }
+        }
+        self.note_payload(at);
+    }
+
+    fn note_payload(&mut self, at: Stamp) {
+        self.last_payload = Some(at.ts);
+        self.note_activity(at);
+    }
+}
+
+/// The 4-tuple with the endpoints in a fixed order, so both directions find one flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct FlowKey {
+    low: SocketAddr,
+    high: SocketAddr,
+}
+
+impl FlowKey {
+    fn new(a: SocketAddr, b: SocketAddr) -> FlowKey {
+        if (a.ip(), a.port()) <= (b.ip(), b.port()) {
+            FlowKey { low: a, high: b }
+        } else {
+            FlowKey { low: b, high: a }
+        }
+    }
+}
+
+/// How long a closed flow stays in the table for late retransmissions and ACKs before it
+/// is handed on. Packet time, like everything else.
+pub const CLOSED_GRACE: Nanos = 120 * crate::time::NANOS_PER_SEC;
+
+/// All flows of a capture, keyed by 4-tuple.
+pub struct FlowTable {
+    flows: HashMap<FlowKey, Flow>,
+    /// Flows that closed, oldest first, to hand on once their grace period is over.
+    closed: VecDeque<(Timestamp, FlowKey, u64)>,
+    targets: Vec<Target>,
+    next_id: u64,
+}
+
+impl FlowTable {
+    pub fn new(targets: Vec<Target>) -> FlowTable {
+        FlowTable {
+            flows: HashMap::new(),
+            closed: VecDeque::new(),
+            targets,
+            next_id: 1,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.flows.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.flows.is_empty()
+    }
+
+    /// Whether `--target` selects this segment (always, without targets).
+    pub fn is_targeted(&self, seg: &Segment) -> bool {
+        self.targets.is_empty()
+            || self.targets.iter().any(|t| {
+                t.matches(SocketAddr::new(seg.src, seg.src_port))
+                    || t.matches(SocketAddr::new(seg.dst, seg.dst_port))
+            })
+    }
+
+    /// Adds one segment; flows that are done are passed to `done`.
+    pub fn observe(&mut self, seg: &Segment, at: Stamp, done: &mut impl FnMut(Flow)) {
+        self.release_closed(at.ts, done);
+        let src = SocketAddr::new(seg.src, seg.src_port);
+        let dst = SocketAddr::new(seg.dst, seg.dst_port);
+        let key = FlowKey::new(src, dst);
+        let opening_syn = seg.flags.syn() && !seg.flags.ack();
+
+        if let Some(flow) = self.flows.get(&key) {
+            let same_connection =
+                !opening_syn || (flow.client == src && flow.from_client.isn == Some(Seq(seg.seq)));
+            if same_connection {
+                let flow = self.flows.get_mut(&key).expect("looked up above");
+                let was_closed = flow.is_closed();
+                let from_client = flow.client == src;
+                flow.observe(seg, at, from_client);
+                if !was_closed && flow.is_closed() {
+                    self.closed.push_back((at.ts, key, flow.id));
+                }
+                return;
+            }
+            // A new SYN on this 4-tuple: the port was reused and a new connection begins.
+            if let Some(old) = self.flows.remove(&key) {
+                done(finish(old));
+            }
+        }
+
+        let (client, server, orientation) = self.orient(seg, src, dst);
+        let mut flow = Flow::new(self.next_id, client, server, orientation, at);
+        self.next_id += 1;
+        flow.observe(seg, at, client == src);
+        if flow.is_closed() {
+            self.closed.push_back((at.ts, key, flow.id));
+        }
+        self.flows.insert(key, flow);
+    }
+
+    fn orient(
+        &self,
+        seg: &Segment,
+        src: SocketAddr,
+        dst: SocketAddr,
+    ) -> (SocketAddr, SocketAddr, Orientation) {
+        if seg.flags.syn() {
+            return if seg.flags.ack() {
+                (dst, src, Orientation::Handshake)
+            } else {
+                (src, dst, Orientation::Handshake)
+            };
+        }
+        let targeted = |e: SocketAddr| self.targets.iter().any(|t| t.matches(e));
+        match (targeted(src), targeted(dst)) {
+            (true, false) => return (dst, src, Orientation::Target),
+            (false, true) => return (src, dst, Orientation::Target),
+            _ => {}
+        }
+        if seg.src_port < seg.dst_port {
+            (dst, src, Orientation::ServicePort)
+        } else {
+            (src, dst, Orientation::ServicePort)
+        }
+    }
+
+    /// Hands on closed flows whose grace period is over by packet time `now`.
+    pub fn release_closed(&mut self, now: Timestamp, done: &mut impl FnMut(Flow)) {
+        while let Some(&(closed_at, key, id)) = self.closed.front() {
+            if now.since(closed_at) < CLOSED_GRACE {
+                break;
+            }
+            self.closed.pop_front();
+            if self.flows.get(&key).is_some_and(|f| f.id == id) {
+                if let Some(flow) = self.flows.remove(&key) {
+                    done(finish(flow));
+                }
+            }
+        }
+    }
+
+    /// The capture ended: every flow left is handed on, in order of first appearance.
+    pub fn finish_all(&mut self, done: &mut impl FnMut(Flow)) {
+        let mut rest: Vec<Flow> = self.flows.drain().map(|(_, f)| f).collect();
+        rest.sort_by_key(|f| f.id);
+        self.closed.clear();
+        for flow in rest {
+            done(finish(flow));
+        }
+    }
+}
+
+fn finish(mut flow: Flow) -> Flow {
+    flow.end = if flow.is_closed() {
+        End::Closed
+    } else {
+        End::CaptureEnd
+    };
+    flow
+}

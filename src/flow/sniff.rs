@@ -1,0 +1,174 @@
+//! What a segment's payload is, from its first bytes: TLS record headers and HTTP/1 heads.
+//! Only what the detectors need: is this a request, a response, or a TLS close alert.
+
+/// TLS record content types.
+pub const TLS_CHANGE_CIPHER_SPEC: u8 = 20;
+pub const TLS_ALERT: u8 = 21;
+pub const TLS_HANDSHAKE: u8 = 22;
+pub const TLS_APPLICATION_DATA: u8 = 23;
+
+/// The longest TLS 1.3 record that can be an encrypted alert: 2 bytes of alert, 1 byte of
+/// inner content type and a 16-byte AEAD tag. nginx's close_notify is exactly this.
+pub const TLS13_ALERT_MAX_RECORD: u16 = 19;
+
+/// The header of a TLS record: content type, version, length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TlsRecord {
+    pub content_type: u8,
+    pub length: u16,
+}
+
+/// A TLS record header at the start of `bytes`, if the bytes look like one.
+pub fn tls_record(bytes: &[u8]) -> Option<TlsRecord> {
+    let [content_type, major, minor, hi, lo, ..] = *bytes else {
+        return None;
+    };
+    let plausible = (TLS_CHANGE_CIPHER_SPEC..=TLS_APPLICATION_DATA).contains(&content_type)
+        && major == 3
+        && minor <= 4;
+    let length = u16::from_be_bytes([hi, lo]);
+    // RFC 8446: a record is at most 2^14 bytes plus 256 of expansion.
+    (plausible && length <= 16384 + 256).then_some(TlsRecord {
+        content_type,
+        length,
+    })
+}
+
+/// What a segment's payload starts with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Payload {
+    /// A TLS record of this type starts the segment; `only_record` when the segment's
+    /// true length is exactly that one record.
+    Tls {
+        record: TlsRecord,
+        only_record: bool,
+    },
+    /// An HTTP/1 request line ("GET / HTTP/1.1").
+    HttpRequest,
+    /// An HTTP/1 status line ("HTTP/1.1 200 OK").
+    HttpResponse,
+    /// Anything else: a continuation, another protocol, or bytes the capture cut.
+    Other,
+}
+
+const HTTP_METHODS: [&[u8]; 9] = [
+    b"GET ",
+    b"POST ",
+    b"PUT ",
+    b"HEAD ",
+    b"DELETE ",
+    b"OPTIONS ",
+    b"PATCH ",
+    b"CONNECT ",
+    b"TRACE ",
+];
+
+/// Classifies a segment from its captured bytes and its true payload length.
+pub fn classify(captured: &[u8], payload_len: u32) -> Payload {
+    if let Some(record) = tls_record(captured) {
+        let only_record = u32::from(record.length) + 5 == payload_len;
+        return Payload::Tls {
+            record,
+            only_record,
+        };
+    }
+    if captured.starts_with(b"HTTP/1.") {
+        return Payload::HttpResponse;
+    }
+    if HTTP_METHODS.iter().any(|m| captured.starts_with(m)) {
+        return Payload::HttpRequest;
+    }
+    Payload::Other
+}
+
+impl Payload {
+    /// A segment that is nothing but a TLS alert: a close_notify when a FIN follows.
+    /// TLS 1.2 shows content type 21; TLS 1.3 hides it in a short application-data record.
+    pub fn is_tls_alert(self) -> bool {
+        match self {
+            Payload::Tls {
+                record,
+                only_record: true,
+            } => {
+                record.content_type == TLS_ALERT
+                    || (record.content_type == TLS_APPLICATION_DATA
+                        && record.length <= TLS13_ALERT_MAX_RECORD)
+            }
+            _ => false,
+        }
+    }
+
+    /// TLS handshake or change_cipher_spec: set-up, not a request or a response.
+    pub fn is_tls_setup(self) -> bool {
+        matches!(self, Payload::Tls { record, .. }
+            if record.content_type == TLS_HANDSHAKE || record.content_type == TLS_CHANGE_CIPHER_SPEC)
+    }
+
+    pub fn is_tls(self) -> bool {
+        matches!(self, Payload::Tls { .. })
+    }
+}
+
+/// Whether a plaintext HTTP response head says `Connection: close`.
+pub fn says_connection_close(captured: &[u8]) -> bool {
+    const NEEDLE: &[u8] = b"\r\nconnection: close";
+    let head_end = captured
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(captured.len(), |p| p + 2);
+    captured[..head_end]
+        .windows(NEEDLE.len())
+        .any(|w| w.eq_ignore_ascii_case(NEEDLE))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tls12_close_notify_alert() {
+        // nginx at keep-alive expiry over TLS 1.2: a 26-byte encrypted Alert record.
+        let p = classify(&[21, 3, 3, 0, 26, 0xaa], 31);
+        assert!(p.is_tls_alert());
+    }
+
+    #[test]
+    fn tls13_close_notify_is_a_short_application_data_record() {
+        let p = classify(&[23, 3, 3, 0, 19, 0xaa], 24);
+        assert!(p.is_tls_alert());
+        let response = classify(&[23, 3, 3, 0x01, 0x20, 0xaa], 293);
+        assert!(!response.is_tls_alert());
+        assert!(response.is_tls());
+    }
+
+    #[test]
+    fn alert_followed_by_more_records_is_not_just_an_alert() {
+        assert!(!classify(&[21, 3, 3, 0, 26], 100).is_tls_alert());
+    }
+
+    #[test]
+    fn handshake_is_setup() {
+        assert!(classify(&[22, 3, 1, 0, 200], 205).is_tls_setup());
+        assert!(classify(&[20, 3, 3, 0, 1, 1], 6).is_tls_setup());
+    }
+
+    #[test]
+    fn http_heads() {
+        assert_eq!(classify(b"GET / HTTP/1.1\r\n", 100), Payload::HttpRequest);
+        assert_eq!(classify(b"HTTP/1.1 200 OK\r\n", 100), Payload::HttpResponse);
+        assert_eq!(classify(b"\x00\x01garbage", 100), Payload::Other);
+    }
+
+    #[test]
+    fn connection_close_header_only_in_the_head() {
+        assert!(says_connection_close(
+            b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n"
+        ));
+        assert!(!says_connection_close(
+            b"HTTP/1.1 200 OK\r\nConnection: keep-alive\r\n\r\n"
+        ));
+        assert!(!says_connection_close(
+            b"HTTP/1.1 200 OK\r\n\r\n\r\nConnection: close"
+        ));
+    }
+}

@@ -1,0 +1,112 @@
+//! One JSON document for scripts: every flow with its verdict and evidence, and the summary.
+//! Field names are a contract: add fields, never rename them.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::{Render, utc};
+use crate::decode::Skip;
+use crate::detect::{Evidence, Verdict};
+use crate::time::secs;
+use crate::{Analysis, FlowReport};
+
+pub struct JsonReport;
+
+#[derive(Serialize)]
+struct Document<'a> {
+    source: Source<'a>,
+    flows: Vec<JsonFlow<'a>>,
+    summary: Summary<'a>,
+}
+
+#[derive(Serialize)]
+struct Source<'a> {
+    file: &'a str,
+    link_type: &'a str,
+    first_packet: Option<String>,
+    last_packet: Option<String>,
+}
+
+#[derive(Serialize)]
+struct JsonFlow<'a> {
+    id: u64,
+    client: String,
+    server: String,
+    first_seen: String,
+    requests: u32,
+    responses: u32,
+    longest_idle_s: f64,
+    verdict: Verdict,
+    flagged: bool,
+    summary: &'a str,
+    evidence: &'a Evidence,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fix: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct Summary<'a> {
+    flows: usize,
+    flagged: usize,
+    verdicts: BTreeMap<&'static str, usize>,
+    packets: Packets,
+    warnings: &'a [String],
+}
+
+#[derive(Serialize)]
+struct Packets {
+    read: u64,
+    used: u64,
+    skipped: BTreeMap<Skip, u64>,
+}
+
+impl Render for JsonReport {
+    fn render(&self, analysis: &Analysis) -> String {
+        let mut verdicts = BTreeMap::new();
+        for flow in &analysis.flows {
+            *verdicts.entry(flow.finding.verdict.name()).or_default() += 1;
+        }
+        let document = Document {
+            source: Source {
+                file: &analysis.source,
+                link_type: analysis.link_type,
+                first_packet: analysis.first_packet.map(utc),
+                last_packet: analysis.last_packet.map(utc),
+            },
+            flows: analysis.flows.iter().map(json_flow).collect(),
+            summary: Summary {
+                flows: analysis.flows.len(),
+                flagged: analysis.flagged(),
+                verdicts,
+                packets: Packets {
+                    read: analysis.packets.read,
+                    used: analysis.packets.used,
+                    skipped: analysis.packets.skipped.clone(),
+                },
+                warnings: &analysis.warnings,
+            },
+        };
+        let mut text = serde_json::to_string_pretty(&document)
+            .unwrap_or_else(|e| format!("{{\"error\": \"cannot serialise the report: {e}\"}}"));
+        text.push('\n');
+        text
+    }
+}
+
+fn json_flow(flow: &FlowReport) -> JsonFlow<'_> {
+    JsonFlow {
+        id: flow.id,
+        client: flow.client.to_string(),
+        server: flow.server.to_string(),
+        first_seen: utc(flow.first_seen),
+        requests: flow.requests,
+        responses: flow.responses,
+        longest_idle_s: secs(flow.longest_idle),
+        verdict: flow.finding.verdict,
+        flagged: flow.finding.verdict.flagged(),
+        summary: &flow.finding.sentence,
+        evidence: &flow.finding.evidence,
+        fix: flow.finding.fix.as_deref(),
+    }
+}
