@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use pcap::{Capture, Offline, Precision};
 
 use crate::decode::LinkType;
@@ -95,10 +95,10 @@ impl FileSource {
             match self.capture.next_packet() {
                 Ok(packet) => {
                     self.frames_seen += 1;
-                    if let Some(filter) = &self.filter {
-                        if !filter.filter(packet.data) {
-                            continue;
-                        }
+                    if let Some(filter) = &self.filter
+                        && !filter.filter(packet.data)
+                    {
+                        continue;
                     }
                     let header = *packet.header;
                     self.buffer.clear();
@@ -126,22 +126,21 @@ impl FileSource {
 
 fn check_readable_file(path: &Path) -> Result<()> {
     let shown = path.display();
-    let meta = std::fs::metadata(path).with_context(|| match std::fs::metadata(path) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            format!("{shown}: no such file")
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
-            format!("{shown}: permission denied (run as a user that can read it, or sudo)")
-        }
-        _ => format!("{shown}: cannot read"),
-    })?;
+    let explain = |e: std::io::Error| match e.kind() {
+        std::io::ErrorKind::NotFound => anyhow::anyhow!("{shown}: no such file"),
+        std::io::ErrorKind::PermissionDenied => anyhow::anyhow!(
+            "{shown}: permission denied (run as a user that can read it, or with sudo)"
+        ),
+        _ => anyhow::anyhow!("{shown}: cannot read ({e})"),
+    };
+    let meta = std::fs::metadata(path).map_err(explain)?;
     if meta.is_dir() {
         bail!("{shown}: is a directory, not a capture file");
     }
     if meta.is_file() && meta.len() == 0 {
         bail!("{shown}: empty file, not a capture (was tcpdump stopped before it wrote anything?)");
     }
-    std::fs::File::open(path).with_context(|| format!("{shown}: cannot open"))?;
+    std::fs::File::open(path).map_err(explain)?;
     Ok(())
 }
 

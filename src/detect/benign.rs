@@ -7,6 +7,13 @@ use crate::time::{human, secs};
 
 pub fn classify(flow: &Flow) -> Finding {
     let mut evidence = Evidence::for_flow(flow);
+    // How long the last request waited is evidence too: one that worked after a long idle
+    // bounds any middlebox timer from below.
+    if let Some(request) = flow.last_request {
+        evidence.request_frame = Some(request.at.frame);
+        evidence.request_idle_s = request.idle_before.map(secs);
+        evidence.request_silence_s = Some(secs(request.silence_before));
+    }
     let (verdict, sentence) = judge(flow, &mut evidence);
     Finding {
         verdict,
@@ -85,15 +92,14 @@ fn judge(flow: &Flow, evidence: &mut Evidence) -> (Verdict, String) {
     }
 
     let answered = format!("{} of {} requests answered", flow.responses, flow.requests);
-    if let Some(fin) = client_fin {
-        if client_rst.is_none_or(|r| r.at.frame > fin.frame)
-            && server_rst.is_none_or(|r| r.at.frame > fin.frame)
-        {
-            return (
-                Verdict::Completed,
-                format!("{answered}; client closed first (FIN #{})", fin.frame),
-            );
-        }
+    if let Some(fin) = client_fin
+        && client_rst.is_none_or(|r| r.at.frame > fin.frame)
+        && server_rst.is_none_or(|r| r.at.frame > fin.frame)
+    {
+        return (
+            Verdict::Completed,
+            format!("{answered}; client closed first (FIN #{})", fin.frame),
+        );
     }
     let first_rst = match (client_rst, server_rst) {
         (Some(c), Some(s)) if s.at.frame < c.at.frame => Some(("server", s)),

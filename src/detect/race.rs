@@ -23,7 +23,7 @@ pub fn keepalive_race(flow: &Flow) -> Option<Finding> {
         return None;
     }
     // The request acknowledges the FIN: the client had it and sent anyway.
-    let sent_after_fin = !request.ack.before(close.fin_seq.add(1));
+    let sent_after_fin = !request.ack.before(close.fin_seq.plus(1));
     let request_minus_fin = request.at.ts.since(close.fin.ts);
     let rst = flow
         .from_server
@@ -86,8 +86,8 @@ pub fn keepalive_race(flow: &Flow) -> Option<Finding> {
         human(close_idle),
     );
     let fix = format!(
-        "set the client's max idle time below the server's {} keep-alive (e.g. {:.1} s)",
-        human(close_idle),
+        "set the client's max idle time below the server's {:.1} s keep-alive (e.g. {:.1} s)",
+        secs(close_idle),
         secs(close_idle) * 0.8
     );
     Some(Finding {

@@ -262,7 +262,7 @@ impl Flow {
         if flags.syn() {
             if dir.isn.is_none() {
                 dir.isn = Some(seq);
-                dir.next_seq = Some(seq.add(1));
+                dir.next_seq = Some(seq.plus(1));
             }
             let slot = if flags.ack() {
                 &mut self.handshake.syn_ack
@@ -285,7 +285,7 @@ impl Flow {
         }
 
         if flags.fin() {
-            let fin_seq = seq.add(seg.payload_len);
+            let fin_seq = seq.plus(seg.payload_len);
             let dir = if from_client {
                 &mut self.from_client
             } else {
@@ -293,7 +293,7 @@ impl Flow {
             };
             dir.next_seq = Some(
                 dir.next_seq
-                    .map_or(fin_seq.add(1), |n| n.max(fin_seq.add(1))),
+                    .map_or(fin_seq.plus(1), |n| n.max(fin_seq.plus(1))),
             );
             if dir.fin.is_none() {
                 dir.fin = Some(at);
@@ -322,7 +322,7 @@ impl Flow {
 
     fn observe_payload(&mut self, seg: &Segment, at: Stamp, from_client: bool, silence: Nanos) {
         let seq = Seq(seg.seq);
-        let end = seq.add(seg.payload_len);
+        let end = seq.plus(seg.payload_len);
         let dir = if from_client {
             &mut self.from_client
         } else {
@@ -330,18 +330,16 @@ impl Flow {
         };
         let next = *dir.next_seq.get_or_insert(seq);
         // A keep-alive probe repeats the last byte already acknowledged (or carries none).
-        if seg.payload_len <= 1 && seq.add(1) == next {
+        if seg.payload_len <= 1 && seq.plus(1) == next {
             self.keepalive_probes += 1;
             return;
         }
         if !end.after(next) {
             self.retransmissions += 1;
-            if from_client {
-                if let Some(r) = self.last_request.as_mut() {
-                    let covers_start = !seq.after(r.seq) && end.after(r.seq);
-                    if covers_start && r.answered.is_none() {
-                        r.retransmissions += 1;
-                    }
+            if from_client && let Some(r) = self.last_request.as_mut() {
+                let covers_start = !seq.after(r.seq) && end.after(r.seq);
+                if covers_start && r.answered.is_none() {
+                    r.retransmissions += 1;
                 }
             }
             return;
@@ -361,7 +359,7 @@ impl Flow {
 
     fn observe_client_data(&mut self, payload: Payload, seg: &Segment, at: Stamp, silence: Nanos) {
         let seq = Seq(seg.seq);
-        let end = seq.add(seg.payload_len);
+        let end = seq.plus(seg.payload_len);
         let was_ccs = std::mem::take(&mut self.client_sent_ccs);
         if self.tls {
             let setup = payload.is_tls_setup()
@@ -409,11 +407,11 @@ impl Flow {
         }
         self.pending_alert = None;
         if !(self.tls && payload.is_tls_setup()) {
-            if let Some(r) = self.last_request.as_mut() {
-                if r.answered.is_none() {
-                    r.answered = Some(at);
-                    self.responses += 1;
-                }
+            if let Some(r) = self.last_request.as_mut()
+                && r.answered.is_none()
+            {
+                r.answered = Some(at);
+                self.responses += 1;
             }
             if payload == Payload::HttpResponse && sniff::says_connection_close(seg.payload) {
                 self.connection_close = true;
@@ -555,10 +553,10 @@ impl FlowTable {
                 break;
             }
             self.closed.pop_front();
-            if self.flows.get(&key).is_some_and(|f| f.id == id) {
-                if let Some(flow) = self.flows.remove(&key) {
-                    done(finish(flow));
-                }
+            if self.flows.get(&key).is_some_and(|f| f.id == id)
+                && let Some(flow) = self.flows.remove(&key)
+            {
+                done(finish(flow));
             }
         }
     }
@@ -581,4 +579,229 @@ fn finish(mut flow: Flow) -> Flow {
         End::CaptureEnd
     };
     flow
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::TcpFlags;
+
+    const SYN: u8 = TcpFlags::SYN;
+    const SYN_ACK: u8 = TcpFlags::SYN | TcpFlags::ACK;
+    const ACK: u8 = TcpFlags::ACK;
+    const PSH_ACK: u8 = TcpFlags::PSH | TcpFlags::ACK;
+    const FIN_ACK: u8 = TcpFlags::FIN | TcpFlags::ACK;
+    const CLIENT: &str = "198.18.1.2:40000";
+    const SERVER: &str = "198.19.2.2:80";
+
+    fn seg(
+        src: &str,
+        dst: &str,
+        flags: u8,
+        seq: u32,
+        ack: u32,
+        payload: &'static [u8],
+    ) -> Segment<'static> {
+        let (src, dst): (SocketAddr, SocketAddr) = (src.parse().unwrap(), dst.parse().unwrap());
+        Segment {
+            src: src.ip(),
+            dst: dst.ip(),
+            src_port: src.port(),
+            dst_port: dst.port(),
+            seq,
+            ack,
+            flags: TcpFlags(flags),
+            ttl: 64,
+            payload_len: payload.len() as u32,
+            payload,
+        }
+    }
+
+    /// Feeds segments one millisecond apart (or at the given second) and returns every flow.
+    struct Feed {
+        table: FlowTable,
+        frame: u64,
+        flows: Vec<Flow>,
+    }
+
+    impl Feed {
+        fn new() -> Feed {
+            Feed {
+                table: FlowTable::new(Vec::new()),
+                frame: 0,
+                flows: Vec::new(),
+            }
+        }
+        fn at(&mut self, secs: f64, s: Segment) -> &mut Feed {
+            self.frame += 1;
+            let at = Stamp {
+                frame: self.frame,
+                ts: Timestamp((secs * 1e9) as i64),
+            };
+            let flows = &mut self.flows;
+            self.table.observe(&s, at, &mut |f| flows.push(f));
+            self
+        }
+        fn finish(mut self) -> Vec<Flow> {
+            let flows = &mut self.flows;
+            self.table.finish_all(&mut |f| flows.push(f));
+            self.flows
+        }
+    }
+
+    const GET: &[u8] = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+    const OK: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+
+    #[test]
+    fn requests_are_counted_across_the_sequence_wrap() {
+        let c = 0xffff_fff0u32;
+        let s = 0x7fff_0000u32;
+        let get = GET.len() as u32;
+        let ok = OK.len() as u32;
+        let mut feed = Feed::new();
+        feed.at(0.000, seg(CLIENT, SERVER, SYN, c, 0, b""))
+            .at(
+                0.020,
+                seg(SERVER, CLIENT, SYN_ACK, s, c.wrapping_add(1), b""),
+            )
+            .at(
+                0.021,
+                seg(CLIENT, SERVER, ACK, c.wrapping_add(1), s + 1, b""),
+            )
+            .at(
+                0.022,
+                seg(CLIENT, SERVER, PSH_ACK, c.wrapping_add(1), s + 1, GET),
+            )
+            .at(
+                0.050,
+                seg(SERVER, CLIENT, PSH_ACK, s + 1, c.wrapping_add(1 + get), OK),
+            )
+            .at(
+                3.000,
+                seg(
+                    CLIENT,
+                    SERVER,
+                    PSH_ACK,
+                    c.wrapping_add(1 + get),
+                    s + 1 + ok,
+                    GET,
+                ),
+            )
+            .at(
+                3.030,
+                seg(
+                    SERVER,
+                    CLIENT,
+                    PSH_ACK,
+                    s + 1 + ok,
+                    c.wrapping_add(1 + 2 * get),
+                    OK,
+                ),
+            );
+        let flows = feed.finish();
+        assert_eq!(flows.len(), 1);
+        let flow = &flows[0];
+        assert_eq!(
+            (flow.requests, flow.responses, flow.retransmissions),
+            (2, 2, 0)
+        );
+        let request = flow.last_request.unwrap();
+        assert_eq!(request.at.frame, 6);
+        assert_eq!(request.idle_before, Some(2_950_000_000));
+        assert_eq!(flow.capture_side(), CaptureSide::Client);
+        assert_eq!(flow.rtt(), Some(21_000_000));
+    }
+
+    #[test]
+    fn a_retransmitted_request_is_not_a_new_request() {
+        let get = GET.len() as u32;
+        let mut feed = Feed::new();
+        feed.at(0.0, seg(CLIENT, SERVER, SYN, 100, 0, b""))
+            .at(0.1, seg(SERVER, CLIENT, SYN_ACK, 500, 101, b""))
+            .at(0.2, seg(CLIENT, SERVER, ACK, 101, 501, b""))
+            .at(400.0, seg(CLIENT, SERVER, PSH_ACK, 101, 501, GET))
+            .at(400.3, seg(CLIENT, SERVER, PSH_ACK, 101, 501, GET))
+            .at(400.9, seg(CLIENT, SERVER, PSH_ACK, 101, 501, GET));
+        let flow = &feed.finish()[0];
+        assert_eq!(flow.requests, 1);
+        let request = flow.last_request.unwrap();
+        assert_eq!(request.retransmissions, 2);
+        assert_eq!(request.end, Seq(101 + get));
+        assert_eq!(request.silence_before, 399_800_000_000);
+        assert!(request.answered.is_none());
+    }
+
+    #[test]
+    fn a_new_syn_after_close_starts_a_new_flow() {
+        let mut feed = Feed::new();
+        feed.at(0.0, seg(CLIENT, SERVER, SYN, 100, 0, b""))
+            .at(0.1, seg(SERVER, CLIENT, SYN_ACK, 500, 101, b""))
+            .at(0.2, seg(CLIENT, SERVER, FIN_ACK, 101, 501, b""))
+            .at(0.3, seg(SERVER, CLIENT, FIN_ACK, 501, 102, b""))
+            .at(1.0, seg(CLIENT, SERVER, SYN, 90_000, 0, b""))
+            .at(1.0, seg(CLIENT, SERVER, SYN, 90_000, 0, b""))
+            .at(1.1, seg(SERVER, CLIENT, SYN_ACK, 7000, 90_001, b""));
+        let flows = feed.finish();
+        assert_eq!(flows.len(), 2);
+        assert_eq!(flows[0].end, End::Closed);
+        assert_eq!(flows[1].from_client.isn, Some(Seq(90_000)));
+        assert_eq!(
+            flows[1].from_client.packets, 2,
+            "the repeated SYN stays in its flow"
+        );
+        assert_eq!(flows[1].end, End::CaptureEnd);
+    }
+
+    #[test]
+    fn mid_capture_flow_is_oriented_by_the_service_port() {
+        let mut feed = Feed::new();
+        feed.at(0.0, seg(SERVER, CLIENT, PSH_ACK, 500, 100, OK));
+        let flow = &feed.finish()[0];
+        assert_eq!(flow.client, CLIENT.parse().unwrap());
+        assert_eq!(flow.orientation, Orientation::ServicePort);
+        assert_eq!(flow.capture_side(), CaptureSide::Unknown);
+    }
+
+    #[test]
+    fn target_orients_a_mid_capture_flow() {
+        let mut feed = Feed::new();
+        feed.table = FlowTable::new(vec!["198.18.1.2:40000".parse().unwrap()]);
+        feed.at(0.0, seg(SERVER, CLIENT, PSH_ACK, 500, 100, OK));
+        let flow = &feed.finish()[0];
+        assert_eq!(flow.server, CLIENT.parse().unwrap());
+        assert_eq!(flow.orientation, Orientation::Target);
+    }
+
+    #[test]
+    fn keepalive_probes_are_traffic_but_not_requests() {
+        let mut feed = Feed::new();
+        feed.at(0.0, seg(CLIENT, SERVER, SYN, 100, 0, b""))
+            .at(0.1, seg(SERVER, CLIENT, SYN_ACK, 500, 101, b""))
+            .at(0.2, seg(CLIENT, SERVER, ACK, 101, 501, b""))
+            .at(60.2, seg(CLIENT, SERVER, ACK, 100, 501, b""))
+            .at(60.3, seg(SERVER, CLIENT, ACK, 501, 101, b""))
+            .at(120.2, seg(CLIENT, SERVER, PSH_ACK, 101, 501, GET));
+        let flow = &feed.finish()[0];
+        assert_eq!(flow.requests, 1);
+        assert_eq!(flow.retransmissions, 0);
+        let request = flow.last_request.unwrap();
+        assert_eq!(request.silence_before, 59_900_000_000);
+    }
+
+    #[test]
+    fn closed_flows_are_released_after_the_grace_period() {
+        let mut feed = Feed::new();
+        feed.at(0.0, seg(CLIENT, SERVER, SYN, 100, 0, b""))
+            .at(
+                0.1,
+                seg(SERVER, CLIENT, TcpFlags::RST | TcpFlags::ACK, 0, 101, b""),
+            )
+            .at(200.0, seg("198.18.1.3:40000", SERVER, SYN, 1, 0, b""));
+        assert_eq!(
+            feed.flows.len(),
+            1,
+            "released by packet time, before the end"
+        );
+        assert_eq!(feed.table.len(), 1);
+    }
 }

@@ -7,7 +7,7 @@ pub struct Seq(pub u32);
 
 impl Seq {
     /// `self + n`, wrapping at 2^32.
-    pub fn add(self, n: u32) -> Seq {
+    pub fn plus(self, n: u32) -> Seq {
         Seq(self.0.wrapping_add(n))
     }
 
@@ -41,7 +41,7 @@ mod tests {
     #[test]
     fn ordering_across_the_wrap() {
         let before_wrap = Seq(0xffff_fff0);
-        let after_wrap = before_wrap.add(0x20);
+        let after_wrap = before_wrap.plus(0x20);
         assert_eq!(after_wrap, Seq(0x10));
         assert!(before_wrap.before(after_wrap));
         assert!(after_wrap.after(before_wrap));

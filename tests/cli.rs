@@ -1,0 +1,329 @@
+//! The binary as a user meets it: exit codes, output formats, standard input, BPF filters,
+//! and one clear line (never a panic) for each kind of bad input.
+
+use std::io::Write;
+
+use assert_cmd::Command;
+use serde_json::Value;
+
+const RACE: &str = "testdata/race-tls12-client.pcap";
+
+fn staleconn() -> Command {
+    let mut cmd = Command::cargo_bin("staleconn").unwrap();
+    cmd.env("NO_COLOR", "1");
+    cmd
+}
+
+fn json_of(output: &[u8]) -> Value {
+    serde_json::from_slice(output).expect("stdout is one JSON document")
+}
+
+/// stderr of a failed run: exactly one line, naming the problem.
+fn one_error_line(output: &std::process::Output) -> String {
+    let stderr = String::from_utf8_lossy(&output.stderr).to_string();
+    assert_eq!(
+        stderr.lines().count(),
+        1,
+        "expected one line, got: {stderr}"
+    );
+    assert!(stderr.starts_with("staleconn: "), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    stderr
+}
+
+fn temp_capture(bytes: &[u8]) -> tempfile::NamedTempFile {
+    let mut file = tempfile::NamedTempFile::new().unwrap();
+    file.write_all(bytes).unwrap();
+    file
+}
+
+#[test]
+fn flagged_flows_exit_1_and_show_in_the_table() {
+    let out = staleconn().args(["-r", RACE]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let table = String::from_utf8(out.stdout).unwrap();
+    assert!(table.contains("keepalive_race"), "{table}");
+    assert!(table.contains("server closed after 5.00"), "{table}");
+    assert!(table.contains("crossed the server's FIN"), "{table}");
+    assert!(table.contains("What to change:"), "{table}");
+    assert!(
+        table.contains("Packets: 262 read, 262 used in flows"),
+        "{table}"
+    );
+    // Benign flows are counted in the summary, not listed, without --all.
+    assert!(!table.contains("nothing listening on port 444"), "{table}");
+    assert!(table.contains("refused"), "{table}");
+}
+
+#[test]
+fn all_lists_benign_flows_too() {
+    let out = staleconn().args(["-r", RACE, "--all"]).output().unwrap();
+    let table = String::from_utf8(out.stdout).unwrap();
+    assert!(table.contains("nothing listening on port 444"), "{table}");
+    assert!(table.contains("the client did not reuse it"), "{table}");
+}
+
+#[test]
+fn no_flagged_flow_exits_0() {
+    // Only the refused connection to port 444 passes this filter.
+    let out = staleconn()
+        .args(["-r", RACE, "tcp", "port", "444"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let table = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        table.contains("No flow matches a failure pattern."),
+        "{table}"
+    );
+    assert!(table.contains("refused"), "{table}");
+}
+
+#[test]
+fn json_lists_every_flow_with_verdict_and_evidence() {
+    let out = staleconn()
+        .args(["-r", RACE, "--format", "json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let doc = json_of(&out.stdout);
+    let flows = doc["flows"].as_array().unwrap();
+    assert_eq!(flows.len(), 15);
+    for flow in flows {
+        for key in [
+            "client",
+            "server",
+            "verdict",
+            "evidence",
+            "first_seen",
+            "requests",
+        ] {
+            assert!(flow.get(key).is_some(), "flow lacks {key}: {flow}");
+        }
+    }
+    let race = flows
+        .iter()
+        .find(|f| f["verdict"] == "keepalive_race")
+        .unwrap();
+    let evidence = &race["evidence"];
+    assert_eq!(evidence["capture_side"], "client");
+    assert_eq!(evidence["close_notify"], true);
+    assert!(evidence["server_close_idle_s"].as_f64().unwrap() > 4.99);
+    assert!(evidence["request_minus_fin_s"].is_number());
+    assert_eq!(evidence["answer"], "rst");
+    assert_eq!(doc["summary"]["flows"], 15);
+    assert_eq!(doc["summary"]["flagged"], 8);
+    assert_eq!(doc["summary"]["verdicts"]["keepalive_race"], 8);
+    assert_eq!(doc["summary"]["packets"]["read"], 262);
+}
+
+#[test]
+fn json_writes_ipv6_endpoints_in_brackets() {
+    let out = staleconn()
+        .args([
+            "-r",
+            "testdata/race-plain-client.pcap",
+            "--format",
+            "json",
+            "ip6",
+        ])
+        .output()
+        .unwrap();
+    let doc = json_of(&out.stdout);
+    let client = doc["flows"][0]["client"].as_str().unwrap();
+    assert!(client.starts_with("[fd00:198:18:1::2]:"), "{client}");
+}
+
+#[test]
+fn reads_standard_input() {
+    let bytes = std::fs::read(RACE).unwrap();
+    let out = staleconn()
+        .args(["-r", "-", "--format", "json"])
+        .write_stdin(bytes)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let doc = json_of(&out.stdout);
+    assert_eq!(doc["summary"]["flagged"], 8);
+    assert_eq!(doc["source"]["file"], "standard input");
+}
+
+#[test]
+fn bpf_filter_keeps_frame_numbers() {
+    let all = json_of(
+        &staleconn()
+            .args(["-r", RACE, "--format", "json"])
+            .output()
+            .unwrap()
+            .stdout,
+    );
+    let out = staleconn()
+        .args(["-r", RACE, "--format", "json", "tcp", "port", "443"])
+        .output()
+        .unwrap();
+    let filtered = json_of(&out.stdout);
+    // The refused flow to port 444 is filtered out; the races keep their frame numbers.
+    assert_eq!(filtered["flows"].as_array().unwrap().len(), 14);
+    let frames = |doc: &Value| -> Vec<Value> {
+        doc["flows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["verdict"] == "keepalive_race")
+            .map(|f| f["evidence"]["request_frame"].clone())
+            .collect()
+    };
+    assert_eq!(frames(&all).len(), 8);
+    assert_eq!(frames(&all), frames(&filtered));
+}
+
+#[test]
+fn target_selects_the_server_side() {
+    let out = staleconn()
+        .args(["-r", RACE, "--format", "json", "--target", "198.19.2.2:444"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let doc = json_of(&out.stdout);
+    assert_eq!(doc["flows"].as_array().unwrap().len(), 1);
+    assert_eq!(doc["summary"]["packets"]["used"], 2);
+    assert_eq!(doc["summary"]["packets"]["skipped"]["not_target"], 260);
+}
+
+#[test]
+fn broken_pipe_is_not_an_error() {
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("staleconn"))
+        .args(["-r", RACE, "--all"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert_ne!(out.status.code(), Some(2), "{:?}", out.status);
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn missing_file_is_one_line_and_exit_2() {
+    let out = staleconn()
+        .args(["-r", "testdata/no-such.pcap"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(one_error_line(&out).contains("testdata/no-such.pcap: no such file"));
+}
+
+#[test]
+fn directory_is_not_a_capture() {
+    let out = staleconn().args(["-r", "testdata"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(one_error_line(&out).contains("is a directory"));
+}
+
+#[test]
+fn empty_file_is_an_error() {
+    let file = temp_capture(&[]);
+    let out = staleconn().arg("-r").arg(file.path()).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(one_error_line(&out).contains("empty file"));
+}
+
+#[test]
+fn random_bytes_are_not_a_capture() {
+    // A fixed pseudo-random sequence (xorshift), the same every run.
+    let mut x: u32 = 0x9e37_79b9;
+    let bytes: Vec<u8> = (0..4096)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        })
+        .collect();
+    let file = temp_capture(&bytes);
+    let out = staleconn().arg("-r").arg(file.path()).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(one_error_line(&out).contains("not a pcap or pcapng capture"));
+}
+
+#[test]
+fn bad_bpf_expression_is_named() {
+    let out = staleconn()
+        .args(["-r", RACE, "tcp", "prot", "443"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(one_error_line(&out).contains("bad BPF expression 'tcp prot 443'"));
+}
+
+#[test]
+fn unsupported_link_type_is_named() {
+    // A pcap file header for link type 105 (IEEE 802.11), and no packets.
+    let mut header = vec![0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    header.extend_from_slice(&65535u32.to_le_bytes());
+    header.extend_from_slice(&105u32.to_le_bytes());
+    let file = temp_capture(&header);
+    let out = staleconn().arg("-r").arg(file.path()).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(one_error_line(&out).contains("unsupported link type 105"));
+}
+
+#[test]
+fn capture_cut_mid_record_is_analysed_then_warned() {
+    let bytes = std::fs::read(RACE).unwrap();
+    // Cut inside a record two thirds in, as a killed tcpdump leaves it.
+    let file = temp_capture(&bytes[..bytes.len() * 2 / 3 + 7]);
+    let out = staleconn()
+        .arg("-r")
+        .arg(file.path())
+        .args(["--format", "json"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("warning:") && stderr.contains("capture ends early after frame"),
+        "{stderr}"
+    );
+    assert_ne!(out.status.code(), Some(2));
+    let doc = json_of(&out.stdout);
+    assert!(doc["summary"]["packets"]["read"].as_u64().unwrap() > 100);
+    assert_eq!(doc["summary"]["warnings"].as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn capture_cut_inside_its_file_header_is_an_error() {
+    let bytes = std::fs::read(RACE).unwrap();
+    let file = temp_capture(&bytes[..10]);
+    let out = staleconn().arg("-r").arg(file.path()).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    one_error_line(&out);
+}
+
+#[test]
+fn bad_options_exit_2() {
+    let out = staleconn()
+        .args(["-r", RACE, "--nat-idle", "soon"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(one_error_line(&out).contains("--nat-idle 'soon'"));
+    let out = staleconn()
+        .args(["-r", RACE, "--target", "example.com"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(one_error_line(&out).contains("not an address or CIDR"));
+    let out = staleconn().args(["--format", "json"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
