@@ -1,0 +1,295 @@
+#!/usr/bin/env python3
+"""Measure the staleconn lab captures and write testdata/expected.tsv.
+
+Reads every *.pcap / *.pcapng in --dir with tshark (so every link type and
+file format is decoded by an independent implementation), splits packets into
+TCP flows by 4-tuple, classifies each flow from what the capture shows, and
+joins it (by client port) with the client scripts' JSON log to describe the
+scenario and to cross-check the verdict against what the client experienced.
+
+Definitions (as in expected.tsv's header):
+  request_idle_s       ts(first packet carrying the studied request's payload)
+                       - ts(last earlier packet in the flow with TCP payload, either direction,
+                         the server's TLS close_notify left out)
+                       The studied request is the client's last request (the
+                       client payload with the highest sequence number; first
+                       transmission).  Given for keepalive_race, nat_idle_reset
+                       and the NAT flows that worked, '-' otherwise.
+  server_close_idle_s  ts(server's first close packet: the TLS close_notify
+                       record if any, else the FIN)
+                       - ts(last earlier packet in the flow with TCP payload that the server
+                         had seen: client data the close does not acknowledge is left out,
+                         so a request crossing the close in flight does not hide the timeout)
+                       Given for keepalive_race and idle_closed, '-' otherwise.
+A close_notify is recognised without TLS dissection (so it also works with
+-s 96): a server->client segment of <= 40 payload bytes on a TLS port that is
+followed by the server's FIN within 100 ms with no other server data between.
+
+usage: measure.py --dir testdata --clients testdata/lab/last-run/clients.jsonl
+                  --out testdata/expected.tsv [--delay-ms 25]
+"""
+import argparse, collections, glob, json, os, statistics, subprocess, sys
+from decimal import Decimal
+
+TLS_PORTS = {443, 8443}
+SERVER_PORTS = {80, 81, 443, 444, 8443, 8444, 8080}
+FIELDS = ["frame.time_epoch", "ip.src", "ipv6.src", "tcp.srcport", "ip.dst", "ipv6.dst",
+          "tcp.dstport", "tcp.len", "tcp.flags", "ip.ttl", "ipv6.hlim", "tcp.seq",
+          "frame.number", "tcp.ack"]
+
+
+def read(path):
+    cmd = ["tshark", "-n", "-r", path, "-Y", "tcp", "-T", "fields", "-E", "separator=\t",
+           "-o", "tcp.relative_sequence_numbers:TRUE"]
+    for f in FIELDS:
+        cmd += ["-e", f]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    pkts = []
+    for line in out.splitlines():
+        v = line.split("\t")
+        d = dict(zip(FIELDS, v))
+        src = d["ip.src"] or d["ipv6.src"]
+        dst = d["ip.dst"] or d["ipv6.dst"]
+        # tunnelled/ICMP-quoted packets can list two addresses; keep the outer
+        src, dst = src.split(",")[0], dst.split(",")[0]
+        ttl = (d["ip.ttl"] or d["ipv6.hlim"]).split(",")[0]
+        pkts.append(dict(ts=Decimal(d["frame.time_epoch"]), src=src, sport=int(d["tcp.srcport"]),
+                         dst=dst, dport=int(d["tcp.dstport"]), len=int(d["tcp.len"] or 0),
+                         flags=int(d["tcp.flags"], 16), ttl=int(ttl) if ttl else None,
+                         seq=int(d["tcp.seq"] or 0), n=int(d["frame.number"]),
+                         ack=int(d["tcp.ack"] or 0),
+                         v6=bool(d["ipv6.src"])))
+    return pkts
+
+
+def ep(addr, port, v6):
+    return "[%s]:%d" % (addr, port) if v6 else "%s:%d" % (addr, port)
+
+
+FIN, SYN, RST, ACK = 1, 2, 4, 16
+
+
+def flows_of(pkts):
+    flows = collections.OrderedDict()
+    for p in pkts:
+        a, b = (p["src"], p["sport"]), (p["dst"], p["dport"])
+        key = tuple(sorted([a, b]))
+        f = flows.setdefault(key, dict(pkts=[], client=None))
+        f["pkts"].append(p)
+        if p["flags"] & SYN and not p["flags"] & ACK and f["client"] is None:
+            f["client"] = a
+    for key, f in flows.items():
+        if f["client"] is None:      # no SYN seen: the well-known port is the server
+            a, b = key
+            f["client"] = b if a[1] in SERVER_PORTS else a
+        f["server"] = key[1] if f["client"] == key[0] else key[0]
+        syns = {p["seq"] for p in f["pkts"] if p["flags"] & SYN and not p["flags"] & ACK}
+        if len(syns) > 1:
+            print("warning: 4-tuple reused in one capture: %s" % (key,), file=sys.stderr)
+        for p in f["pkts"]:
+            p["dir"] = "c" if (p["src"], p["sport"]) == f["client"] else "s"
+    return flows
+
+
+def f6(x):
+    return "%.6f" % x
+
+
+def analyse(f):
+    P = f["pkts"]
+    sport = f["server"][1]
+    tls = sport in TLS_PORTS
+    r = dict(server_port=sport, tls=tls)
+    synack = any(p["flags"] & SYN and p["flags"] & ACK for p in P)
+    srv_ttls = [p["ttl"] for p in P if p["dir"] == "s" and not p["flags"] & RST]
+    r["srv_ttl"] = collections.Counter(srv_ttls).most_common(1)[0][0] if srv_ttls else None
+    rsts = [p for p in P if p["flags"] & RST]
+    r["rsts"] = [(p["dir"], p["ttl"]) for p in rsts]
+    if not synack and any(p["dir"] == "s" for p in rsts):
+        r["verdict"] = "refused"
+        return r
+    payload = [p for p in P if p["len"] > 0]
+    sfin = next((p for p in P if p["dir"] == "s" and p["flags"] & FIN), None)
+    cfin = next((p for p in P if p["dir"] == "c" and p["flags"] & FIN), None)
+    # server's first close packet: close_notify (TLS) if any, else the FIN
+    close = sfin
+    if sfin is not None and tls:
+        i = P.index(sfin)
+        j = i - 1
+        cand = None
+        while j >= 0:
+            q = P[j]
+            if q["dir"] == "s" and q["len"] > 0:
+                if q["len"] <= 40 and sfin["ts"] - q["ts"] <= Decimal("0.1"):
+                    cand = q; j -= 1; continue
+                break
+            if q["dir"] == "c" and q["len"] > 0:
+                break
+            j -= 1
+        if sfin["len"] > 0 and sfin["len"] <= 40:
+            cand = cand or sfin
+        if cand is not None:
+            close = cand
+            r["close_notify_len"] = cand["len"]
+    r["close"] = close
+
+    # The TLS close alert is not activity either side waits on: left out of idle times.
+    alert = close if close is not None and close is not sfin else None
+
+    def last_payload_before(pk, skip=lambda q: False):
+        best = None
+        for q in payload:
+            if q is pk or q["ts"] > pk["ts"] or (q["ts"] == pk["ts"] and q["n"] >= pk["n"]):
+                continue
+            if q is alert or skip(q):
+                continue
+            best = q
+        return best
+
+    creq = [p for p in payload if p["dir"] == "c"]
+    req = None
+    if creq:
+        top = max(p["seq"] for p in creq)
+        req = next(p for p in creq if p["seq"] == top)   # first transmission
+    r["req"] = req
+    if req is not None:
+        lp = last_payload_before(req)
+        r["req_idle"] = (req["ts"] - lp["ts"]) if lp else None
+        resp = [p for p in payload if p["dir"] == "s" and p["ts"] >= req["ts"] and p is not close
+                and not (close is not None and p["ts"] >= close["ts"] and tls and p["len"] <= 40)]
+        r["answered"] = bool(resp)
+    else:
+        r["req_idle"] = None
+        r["answered"] = True
+    if close is not None:
+        # The server's idle as the server saw it: client data its close does not
+        # acknowledge had not reached it yet (a request crossing the close in flight).
+        lp = last_payload_before(close, skip=lambda q: q["dir"] == "c" and q["seq"] >= close["ack"])
+        r["close_idle"] = (close["ts"] - lp["ts"]) if lp else None
+    # router-made RST: an RST towards the client whose TTL differs from the server's
+    router_rst = [p for p in rsts if p["dir"] == "s" and r["srv_ttl"] is not None
+                  and p["ttl"] != r["srv_ttl"]]
+    r["router_rst"] = bool(router_rst)
+    if req is not None and not r["answered"] and router_rst and sfin is None:
+        r["verdict"] = "nat_idle_reset"
+    elif req is not None and not r["answered"] and close is not None:
+        r["verdict"] = "keepalive_race"
+    elif sfin is None and cfin is None and not rsts:
+        r["verdict"] = "open_at_end"
+    elif sfin is not None and (cfin is None or sfin["ts"] <= cfin["ts"]):
+        ci = r.get("close_idle")
+        r["verdict"] = "idle_closed" if ci is not None and ci >= 1 else "closed_after_response"
+    else:
+        r["verdict"] = "completed"
+    return r
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--dir", required=True)
+    ap.add_argument("--clients", required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--delay-ms", type=float, default=25)
+    a = ap.parse_args()
+    clog = [json.loads(l) for l in open(a.clients) if l.strip()]
+    byport = collections.defaultdict(list)
+    for c in clog:
+        byport[c["lport"]].append(c)
+    files = sorted(glob.glob(os.path.join(a.dir, "*.pcap")) + glob.glob(os.path.join(a.dir, "*.pcapng")))
+    rows, problems, summary, hs = [], [], [], []
+    rtt = Decimal(2 * a.delay_ms) / 1000
+    for path in files:
+        name = os.path.basename(path)
+        side = "server" if "-server" in name else "client"
+        flows = flows_of(read(path))
+        counts = collections.Counter()
+        for key, f in flows.items():
+            r = analyse(f)
+            P = f["pkts"]
+            v6 = P[0]["v6"]
+            cl, sv = f["client"], f["server"]
+            logs = [c for c in byport.get(cl[1], []) if c.get("proto") != "nat" or sv[1] == 8080]
+            lg = logs[0] if len(logs) == 1 else None
+            if len(logs) > 1:
+                problems.append("%s %s: %d client-log entries share port" % (name, cl, len(logs)))
+            v = r["verdict"]
+            counts[v] += 1
+            # handshake RTT on the client side
+            if side == "client":
+                syn = next((p for p in P if p["flags"] & SYN and not p["flags"] & ACK), None)
+                sa = next((p for p in P if p["flags"] & SYN and p["flags"] & ACK), None)
+                if syn and sa:
+                    hs.append(float(sa["ts"] - syn["ts"]))
+            req_idle = "-"
+            close_idle = "-"
+            if v in ("keepalive_race", "nat_idle_reset") or (lg and lg["proto"] == "nat" and v == "completed"):
+                req_idle = f6(r["req_idle"]) if r.get("req_idle") is not None else "-"
+            if v in ("keepalive_race", "idle_closed") and r.get("close_idle") is not None:
+                close_idle = f6(r["close_idle"])
+            # scenario text
+            proto = {80: "plain", 81: "plain", 443: "tls12", 444: "tls12", 8443: "tls13",
+                     8444: "tls13", 8080: "nat"}.get(sv[1], "?")
+            if v6:
+                proto += " ipv6"
+            role = lg["role"] if lg else "?"
+            bits = [proto]
+            if lg and "idle" in lg and lg["role"] in ("sweep",) or (lg and lg["proto"] == "nat"):
+                bits.append("%s idle=%s" % (role, lg["idle"]))
+            else:
+                bits.append(role)
+            if v == "keepalive_race":
+                req, close = r["req"], r["close"]
+                # client side: request sent before the close arrived => crossed in flight;
+                # server side: request arrived less than one RTT after the close left
+                if side == "client":
+                    crossed = req["ts"] < close["ts"]
+                else:
+                    crossed = req["ts"] - close["ts"] < rtt
+                bits.append("crossed server close in flight" if crossed else "sent after server close arrived")
+                srst = [t for d, t in r["rsts"] if d == "s"]
+                bits.append("server RST ttl=%s" % srst[0] if srst else "no RST")
+            elif v == "nat_idle_reset":
+                bits.append("router RST ttl=%s vs server ttl=%s" % (
+                    next(t for d, t in r["rsts"] if d == "s" and t != r["srv_ttl"]), r["srv_ttl"]))
+            elif lg and lg["proto"] == "nat" and v == "open_at_end":
+                bits.append("server never saw the request (router RST'd it)")
+            if r.get("close_notify_len"):
+                bits.append("close_notify %dB" % r["close_notify_len"])
+            if lg:
+                bits.append("client: " + lg["outcome"].split(":")[0][:40])
+            # cross-check with the client's own experience
+            if lg:
+                failed = not lg["outcome"].startswith("ok") and lg["role"] != "refused"
+                if lg["role"] == "refused" and v != "refused":
+                    problems.append("%s %s: refused expected, got %s" % (name, cl, v))
+                if lg["role"] in ("sweep",) or lg["proto"] == "nat":
+                    cap_failed = v in ("keepalive_race", "nat_idle_reset")
+                    server_blind = side == "server" and lg["proto"] == "nat" and v == "open_at_end"
+                    if failed != cap_failed and not server_blind:
+                        problems.append("%s %s: client says %r but capture verdict %s"
+                                        % (name, cl, lg["outcome"], v))
+            else:
+                problems.append("%s %s -> %s: no client-log entry (verdict %s)" % (name, cl, sv, v))
+            rows.append([name, ep(cl[0], cl[1], v6), ep(sv[0], sv[1], v6), v, req_idle,
+                         close_idle, "; ".join(bits), P[0]["ts"]])
+        summary.append((name, len(flows), dict(counts)))
+    with open(a.out + ".tmp", "w") as o:
+        o.write("capture\tclient\tserver\tverdict\trequest_idle_s\tserver_close_idle_s\tscenario\n")
+        o.write("# staleconn expected verdicts, one row per TCP flow per capture (made by testdata/lab/measure.py)\n")
+        o.write("# request_idle_s: ts(first packet of the studied request) - ts(last earlier packet with TCP payload, either direction, TLS close_notify left out)\n")
+        o.write("# server_close_idle_s: ts(server's first close packet: TLS close_notify if any, else FIN) - ts(last earlier payload the server had seen:\n")
+        o.write("#   client data the close does not acknowledge is left out, so a request crossing the close does not hide the keep-alive timeout)\n")
+        for r in sorted(rows, key=lambda r: (r[0], r[7])):
+            o.write("\t".join(r[:7]) + "\n")
+    os.replace(a.out + ".tmp", a.out)
+    for name, n, c in summary:
+        print("%-32s flows=%-3d %s" % (name, n, " ".join("%s=%d" % kv for kv in sorted(c.items()))))
+    if hs:
+        print("client-side SYN->SYN/ACK: median %.1f ms, min %.1f, max %.1f (n=%d)" % (
+            statistics.median(hs) * 1000, min(hs) * 1000, max(hs) * 1000, len(hs)))
+    for p in problems:
+        print("CHECK:", p)
+
+
+if __name__ == "__main__":
+    main()

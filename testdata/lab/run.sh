@@ -1,0 +1,251 @@
+#!/bin/bash
+# staleconn test lab: makes real packet captures of pooled HTTP keep-alive
+# failures with real Linux TCP stacks in network namespaces.
+#
+# REQUIREMENTS (Debian 12): run as root on a kernel with network namespaces,
+#   veth, conntrack, iptables NFQUEUE + REJECT (/proc/net/netfilter/nfnetlink_queue).
+#   Packages: iproute2 iptables tcpdump nginx openssl python3 gcc
+#   libnetfilter-queue-dev, wireshark-common (editcap) and tshark (measure.py);
+#   optional: ethtool (turns off checksum offload so captured checksums are
+#   valid), iputils-ping (RTT check).  No network access is needed.
+#
+# WHAT IT MAKES (in testdata/, i.e. the parent of this directory):
+#   race-{plain,tls12,tls13}-{client,server}.pcap   keep-alive race sweep + benign flows
+#   race-tls12-client-{any,sll,nano,s96}.pcap, race-tls12-client.pcapng
+#                                                    same traffic in other link/file forms
+#   nat-client.pcap, nat-client-any.pcap, nat-client-any.pcapng, nat-server.pcap
+#                                                    NAT idle reset run
+#   expected.tsv (via lab/measure.py), lab/last-run/ (client logs, nginx logs, RTT)
+#
+# TOPOLOGY: sc-cli (198.18.1.2, fd00:198:18:1::2) -- sc-rtr -- sc-srv (198.19.2.2,
+#   fd00:198:19:2::2).  sc-rtr forwards, MASQUERADEs IPv4 towards the server,
+#   has conntrack established timeout 350 s, tcp_loose=0, answers INVALID /
+#   NEW-non-SYN TCP with REJECT tcp-reset, and delays every packet it forwards
+#   by DELAY_MS (default 25 ms, so RTT ~50 ms) with an NFQUEUE delay line
+#   (delayline.c) hooked in mangle/PREROUTING (after conntrack has classified
+#   the packet, before the filter/FORWARD REJECT rule; the REJECT's RST is
+#   generated locally and not delayed).
+#
+# HOW LONG: ~7 minutes (the NAT run idles 380 s; the three race phases, ~12 s
+#   each, run meanwhile).  NAT_SCALE=0.05 ./run.sh makes a ~1 minute smoke
+#   test (NAT idles and conntrack timeout scaled; keepalive case not meaningful)
+#   -- do not commit its captures.
+#
+# Usage: sudo testdata/lab/run.sh         (writes the captures into testdata/)
+set -euo pipefail
+[ "$(id -u)" = 0 ] || { echo "run.sh: must be run as root" >&2; exit 1; }
+
+LAB=$(cd "$(dirname "$0")" && pwd)
+OUT=$(dirname "$LAB")
+DELAY_MS=${DELAY_MS:-25}
+NAT_SCALE=${NAT_SCALE:-1}
+QNUM=7
+NS_C=sc-cli NS_R=sc-rtr NS_S=sc-srv
+CLI4=198.18.1.2 RTR4C=198.18.1.1 RTR4S=198.19.2.1 SRV4=198.19.2.2
+CLI6=fd00:198:18:1::2 RTR6C=fd00:198:18:1::1 RTR6S=fd00:198:19:2::1 SRV6=fd00:198:19:2::2
+WORK=$(mktemp -d /tmp/staleconn-lab.XXXXXX)
+PIDS=()          # every background process we start, killed by PID only
+
+log() { echo "[$(date +%T)] $*" >&2; }
+
+cleanup() {
+    set +e
+    local i
+    for ((i=${#PIDS[@]}-1; i>=0; i--)); do
+        kill "${PIDS[i]}" 2>/dev/null
+    done
+    sleep 0.5
+    for ((i=${#PIDS[@]}-1; i>=0; i--)); do
+        kill -9 "${PIDS[i]}" 2>/dev/null
+    done
+    for ns in $NS_C $NS_R $NS_S; do ip netns del "$ns" 2>/dev/null; done
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# wait_for CMD... : retry a check up to 100 times, 0.1 s apart
+wait_for() { local i; for i in $(seq 100); do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done; return 1; }
+
+# stop_pid PID: SIGINT/TERM one of our processes and wait (bounded) for it to exit
+stop_pid() {
+    local pid=$1 i
+    kill -INT "$pid" 2>/dev/null || return 0
+    for i in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -TERM "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+}
+
+# cap NS NAME ARGS...: start tcpdump in NS writing $OUT/NAME; echo PID
+CAP_PIDS=()
+cap() {
+    local ns=$1 name=$2; shift 2
+    ip netns exec "$ns" tcpdump -U -n -Z root -w "$OUT/$name" "$@" 2>"$WORK/tcpdump-$name.log" &
+    local pid=$!
+    PIDS+=("$pid"); CAP_PIDS+=("$pid:$name")
+    wait_for grep -q "listening on" "$WORK/tcpdump-$name.log" || { log "tcpdump $name did not start"; cat "$WORK/tcpdump-$name.log" >&2; exit 1; }
+}
+stop_caps() {   # stop_caps NAME...: stop the named captures
+    local want e
+    for want in "$@"; do
+        for e in "${CAP_PIDS[@]}"; do
+            if [ "${e#*:}" = "$want" ]; then stop_pid "${e%%:*}"; fi
+        done
+    done
+}
+
+[ -e /proc/net/netfilter/nfnetlink_queue ] || log "warning: /proc/net/netfilter/nfnetlink_queue missing; NFQUEUE may not work"
+for t in tcpdump nginx openssl python3 gcc editcap tshark iptables ip6tables; do
+    command -v "$t" >/dev/null || { echo "run.sh: missing $t" >&2; exit 1; }
+done
+
+log "building delayline"
+gcc -O2 -Wall -o "$WORK/delayline" "$LAB/delayline.c" -lnetfilter_queue -lnfnetlink
+
+log "creating namespaces"
+for ns in $NS_C $NS_R $NS_S; do
+    ip netns del "$ns" 2>/dev/null || true
+    ip netns add "$ns"
+    ip -n "$ns" link set lo up
+done
+ip link add c0 netns $NS_C type veth peer name r0 netns $NS_R
+ip link add s0 netns $NS_S type veth peer name r1 netns $NS_R
+ip -n $NS_C addr add $CLI4/24 dev c0
+ip -n $NS_C addr add $CLI6/64 dev c0 nodad
+ip -n $NS_R addr add $RTR4C/24 dev r0
+ip -n $NS_R addr add $RTR6C/64 dev r0 nodad
+ip -n $NS_R addr add $RTR4S/24 dev r1
+ip -n $NS_R addr add $RTR6S/64 dev r1 nodad
+ip -n $NS_S addr add $SRV4/24 dev s0
+ip -n $NS_S addr add $SRV6/64 dev s0 nodad
+for p in "$NS_C c0" "$NS_R r0" "$NS_R r1" "$NS_S s0"; do
+    set -- $p
+    ip -n "$1" link set "$2" up
+    if command -v ethtool >/dev/null; then
+        ip netns exec "$1" ethtool -K "$2" tx off tso off gso off >/dev/null 2>&1 || true
+    fi
+done
+ip -n $NS_C route add default via $RTR4C
+ip -n $NS_C -6 route add default via $RTR6C
+ip -n $NS_S route add default via $RTR4S
+ip -n $NS_S -6 route add default via $RTR6S
+
+log "router: forwarding, MASQUERADE, conntrack, REJECT, NFQUEUE delay line"
+R() { ip netns exec $NS_R "$@"; }
+R sysctl -qw net.ipv4.ip_forward=1
+R sysctl -qw net.ipv6.conf.all.forwarding=1
+R iptables -t nat -A POSTROUTING -o r1 -j MASQUERADE
+# a forgotten (expired) connection's mid-stream packet is INVALID with tcp_loose=0
+R iptables -A FORWARD -p tcp -m conntrack --ctstate INVALID -j REJECT --reject-with tcp-reset
+R iptables -A FORWARD -p tcp ! --syn -m conntrack --ctstate NEW -j REJECT --reject-with tcp-reset
+CT_TIMEOUT=$(python3 -c "print(max(5, int(350 * $NAT_SCALE)))")
+R sysctl -qw net.netfilter.nf_conntrack_tcp_timeout_established="$CT_TIMEOUT"
+R sysctl -qw net.netfilter.nf_conntrack_tcp_loose=0
+ip netns exec $NS_R "$WORK/delayline" $QNUM "$DELAY_MS" 1800 2>"$WORK/delayline.log" &
+PIDS+=($!); DELAY_PID=$!
+wait_for grep -q "delayline: queue" "$WORK/delayline.log" || { log "delayline did not start"; cat "$WORK/delayline.log"; exit 1; }
+R iptables -t mangle -A PREROUTING -i r0 -j NFQUEUE --queue-num $QNUM
+R iptables -t mangle -A PREROUTING -i r1 -j NFQUEUE --queue-num $QNUM
+R ip6tables -t mangle -A PREROUTING -i r0 -j NFQUEUE --queue-num $QNUM
+R ip6tables -t mangle -A PREROUTING -i r1 -j NFQUEUE --queue-num $QNUM
+
+log "server: certificate and nginx"
+mkdir -p "$WORK/nginx/logs" "$OUT/lab/last-run"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+    -keyout "$WORK/key.pem" -out "$WORK/cert.pem" -days 30 -subj "/CN=staleconn-lab" 2>/dev/null
+sed -e "s#@WORK@#$WORK#g" -e "s#@SRV4@#$SRV4#g" -e "s#@SRV6@#$SRV6#g" \
+    "$LAB/nginx.conf.in" > "$WORK/nginx.conf"
+echo "user root;" | cat - "$WORK/nginx.conf" > "$WORK/nginx.conf.tmp" && mv "$WORK/nginx.conf.tmp" "$WORK/nginx.conf"
+ip netns exec $NS_S nginx -p "$WORK/nginx" -c "$WORK/nginx.conf" -g 'daemon off;' &
+PIDS+=($!); NGINX_PID=$!
+ss_listen() { ip netns exec $NS_S ss -ltn | grep -q "$SRV4:8443"; }
+wait_for ss_listen || { log "nginx did not start"; cat "$WORK/nginx-error.log" >&2; exit 1; }
+
+log "RTT check"
+{
+    echo "# ping through the router (delay line ${DELAY_MS} ms each way)"
+    ip netns exec $NS_C ping -c 5 -i 0.2 $SRV4 2>&1 || true
+    ip netns exec $NS_C ping -c 3 -i 0.2 $SRV6 2>&1 || true
+    echo "# TCP connect() times to $SRV4:80 (one RTT each)"
+    ip netns exec $NS_C python3 -c "
+import socket, time
+for i in range(5):
+    s = socket.socket(); t = time.monotonic(); s.connect(('$SRV4', 80))
+    print('connect %.1f ms' % ((time.monotonic() - t) * 1000)); s.close(); time.sleep(0.2)
+"
+} > "$OUT/lab/last-run/rtt.txt"
+grep -E "rtt|connect" "$OUT/lab/last-run/rtt.txt" >&2
+sleep 1      # let the RTT-check connections finish their TIME_WAIT exchange
+
+CLOG="$WORK/clients.jsonl"
+: > "$CLOG"
+
+log "NAT run: captures + 3 clients (A idle 300 s, B idle 380 s, C keepalive + idle 380 s)"
+cap $NS_C nat-client.pcap -i c0 tcp port 8080
+cap $NS_C nat-client-any.pcap -i any tcp port 8080
+cap $NS_S nat-server.pcap -i s0 tcp port 8080
+ip netns exec $NS_C python3 "$LAB/nat_client.py" --host $SRV4 --port 8080 --log "$CLOG" --scale "$NAT_SCALE" &
+PIDS+=($!); NAT_PID=$!
+
+# race phases, one after the other, while the NAT clients idle
+race_phase() {   # race_phase PROTO PORT REFUSED_PORT
+    local proto=$1 port=$2 rport=$3 f="tcp and (port $2 or port $3)" extra=()
+    log "race phase $proto (port $port, refused port $rport)"
+    local names=("race-$proto-client.pcap" "race-$proto-server.pcap")
+    cap $NS_C "race-$proto-client.pcap" -i c0 "$f"
+    cap $NS_S "race-$proto-server.pcap" -i s0 "$f"
+    if [ "$proto" = tls12 ]; then
+        cap $NS_C race-tls12-client-any.pcap -i any "$f"
+        cap $NS_C race-tls12-client-sll.pcap -i any -y LINUX_SLL "$f"
+        cap $NS_C race-tls12-client-nano.pcap -i c0 --time-stamp-precision=nano "$f"
+        cap $NS_C race-tls12-client-s96.pcap -i c0 -s 96 "$f"
+        names+=(race-tls12-client-any.pcap race-tls12-client-sll.pcap race-tls12-client-nano.pcap race-tls12-client-s96.pcap)
+    fi
+    if [ "$proto" = plain ]; then extra=(--host6 "$SRV6"); fi
+    rm -f "$WORK/ready-$proto" "$WORK/stopped-$proto"
+    ip netns exec $NS_C python3 "$LAB/race_client.py" --proto "$proto" --host $SRV4 \
+        --port "$port" --refused-port "$rport" --log "$CLOG" \
+        --ready "$WORK/ready-$proto" --stopped "$WORK/stopped-$proto" "${extra[@]}" &
+    local cpid=$!; PIDS+=("$cpid")
+    local i
+    for i in $(seq 400); do [ -e "$WORK/ready-$proto" ] && break; sleep 0.1; done   # <= 40 s
+    [ -e "$WORK/ready-$proto" ] || log "warning: $proto client never became ready"
+    sleep 0.3
+    stop_caps "${names[@]}"
+    touch "$WORK/stopped-$proto"
+    for i in $(seq 150); do kill -0 "$cpid" 2>/dev/null || break; sleep 0.1; done
+    kill "$cpid" 2>/dev/null || true
+    wait "$cpid" 2>/dev/null || true
+    sleep 6     # let the server finish closing the open_at_end connection before the next phase
+}
+race_phase plain 80 81
+race_phase tls12 443 444
+race_phase tls13 8443 8444
+
+log "waiting for the NAT clients (bounded)"
+NAT_WAIT=$(python3 -c "print(int(420 * $NAT_SCALE) + 60)")
+for i in $(seq "$NAT_WAIT"); do kill -0 "$NAT_PID" 2>/dev/null || break; sleep 1; done
+kill "$NAT_PID" 2>/dev/null || true
+wait "$NAT_PID" 2>/dev/null || true
+sleep 1
+stop_caps nat-client.pcap nat-client-any.pcap nat-server.pcap
+
+log "router conntrack table at the end"
+R conntrack -L 2>/dev/null > "$OUT/lab/last-run/conntrack-end.txt" || true
+R iptables -L FORWARD -v -n > "$OUT/lab/last-run/iptables-forward.txt" 2>&1 || true
+stop_pid "$DELAY_PID"
+stop_pid "$NGINX_PID"
+cat "$WORK/delayline.log" > "$OUT/lab/last-run/delayline.log"
+cp "$WORK/nginx-access.log" "$WORK/nginx-error.log" "$OUT/lab/last-run/" 2>/dev/null || true
+cp "$CLOG" "$OUT/lab/last-run/clients.jsonl"
+for f in "$WORK"/tcpdump-*.log; do echo "== $(basename "$f")"; cat "$f"; done > "$OUT/lab/last-run/tcpdump.log"
+
+log "pcapng conversions"
+editcap -F pcapng "$OUT/race-tls12-client.pcap" "$OUT/race-tls12-client.pcapng"
+editcap -F pcapng "$OUT/nat-client-any.pcap" "$OUT/nat-client-any.pcapng"
+
+log "measuring -> expected.tsv"
+python3 "$LAB/measure.py" --dir "$OUT" --clients "$OUT/lab/last-run/clients.jsonl" \
+    --out "$OUT/expected.tsv" --delay-ms "$DELAY_MS"
+ls -l "$OUT"/*.pcap "$OUT"/*.pcapng >&2
+log "done"
