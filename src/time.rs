@@ -31,12 +31,12 @@ pub fn secs(n: Nanos) -> f64 {
     n as f64 / NANOS_PER_SEC as f64
 }
 
-/// A span for people: "5.003 s", "412 s", "18 ms", "0.2 ms".
+/// A span for people: "5.003 s", "412.4 s", "18 ms", "0.2 ms".
 pub fn human(n: Nanos) -> String {
     let abs = n.unsigned_abs();
     let sign = if n < 0 { "-" } else { "" };
     if abs >= 100 * NANOS_PER_SEC as u64 {
-        format!("{sign}{:.0} s", abs as f64 / 1e9)
+        format!("{sign}{:.1} s", abs as f64 / 1e9)
     } else if abs >= NANOS_PER_SEC as u64 {
         format!("{sign}{:.3} s", abs as f64 / 1e9)
     } else if abs >= 10_000_000 {
@@ -53,7 +53,7 @@ mod tests {
     #[test]
     fn human_spans_pick_a_readable_unit() {
         assert_eq!(human(5_003_000_000), "5.003 s");
-        assert_eq!(human(412_400_000_000), "412 s");
+        assert_eq!(human(412_400_000_000), "412.4 s");
         assert_eq!(human(18_200_000), "18 ms");
         assert_eq!(human(-200_000), "-0.2 ms");
     }

@@ -27,13 +27,15 @@ pub fn nat_idle_reset(flow: &Flow, thresholds: &Thresholds) -> Option<Finding> {
 
     // Who sent it: a router in between sets its own TTL, and on the client's side answers
     // sooner than the server could.
-    let (sent_by, why) = match (server_ttl, rtt) {
+    let (sent_by, who, why) = match (server_ttl, rtt) {
         (Some(ttl), _) if ttl != rst.ttl => (
             "middlebox",
+            "a middlebox",
             format!("TTL {} differs from the server's {ttl}", rst.ttl),
         ),
         (_, Some(rtt)) if flow.capture_side() == CaptureSide::Client && to_rst * 2 < rtt => (
             "middlebox",
+            "a middlebox",
             format!(
                 "it came {} after the request, faster than the {} round trip",
                 human(to_rst),
@@ -42,9 +44,14 @@ pub fn nat_idle_reset(flow: &Flow, thresholds: &Thresholds) -> Option<Finding> {
         ),
         (Some(ttl), Some(rtt)) if ttl == rst.ttl && to_rst * 2 >= rtt => (
             "server",
+            "the server",
             format!("TTL {ttl} matches the server's and it took a round trip"),
         ),
-        _ => ("unknown", "TTL and timing do not tell".to_string()),
+        _ => (
+            "unknown",
+            "whom is unclear",
+            "TTL and timing do not tell".to_string(),
+        ),
     };
 
     let mut evidence = Evidence::for_flow(flow);
@@ -66,15 +73,15 @@ pub fn nat_idle_reset(flow: &Flow, thresholds: &Thresholds) -> Option<Finding> {
         n => format!(", {n} retransmissions"),
     };
     let sentence = format!(
-        "request #{} after {} of silence answered by RST #{} {} later{retrans}, no FIN, no response; sent by {sent_by}: {why}",
+        "request #{} after {} of silence was answered {} later by RST #{}{retrans} (no FIN, no response); sent by {}: {why}",
         request.at.frame,
         human(request.silence_before),
-        rst.at.frame,
         human(to_rst),
+        rst.at.frame,
+        who,
     );
     let fix = format!(
-        "keep pooled connections idle less than the middlebox's timeout (client max idle time, or TCP keepalive, below {}; this one sat {})",
-        human(thresholds.nat_idle),
+        "set the client's max idle time, or TCP keepalive, below the middlebox's idle timeout (it forgot this connection within {} of silence; AWS NAT Gateway's is 350 s)",
         human(request.silence_before)
     );
     Some(Finding {

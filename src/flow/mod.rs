@@ -280,7 +280,19 @@ impl Flow {
             self.handshake.ack = Some(at);
         }
 
-        if seg.payload_len > 0 {
+        let dir = if from_client {
+            &self.from_client
+        } else {
+            &self.from_server
+        };
+        // A keep-alive probe sits one below the next sequence number, with no payload
+        // (Linux) or one garbage byte (BSD, Windows): traffic, but not data.
+        let keepalive_probe = seg.payload_len <= 1
+            && !flags.fin()
+            && dir.next_seq.is_some_and(|next| seq.plus(1) == next);
+        if keepalive_probe {
+            self.keepalive_probes += 1;
+        } else if seg.payload_len > 0 {
             self.observe_payload(seg, at, from_client, silence);
         }
 
@@ -329,11 +341,6 @@ impl Flow {
             &mut self.from_server
         };
         let next = *dir.next_seq.get_or_insert(seq);
-        // A keep-alive probe repeats the last byte already acknowledged (or carries none).
-        if seg.payload_len <= 1 && seq.plus(1) == next {
-            self.keepalive_probes += 1;
-            return;
-        }
         if !end.after(next) {
             self.retransmissions += 1;
             if from_client && let Some(r) = self.last_request.as_mut() {
@@ -784,6 +791,7 @@ mod tests {
         let flow = &feed.finish()[0];
         assert_eq!(flow.requests, 1);
         assert_eq!(flow.retransmissions, 0);
+        assert_eq!(flow.keepalive_probes, 1);
         let request = flow.last_request.unwrap();
         assert_eq!(request.silence_before, 59_900_000_000);
     }
