@@ -5,10 +5,10 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::{Render, utc};
+use super::Render;
 use crate::decode::Skip;
 use crate::detect::{Evidence, Verdict};
-use crate::time::secs;
+use crate::time::{Timestamp, secs};
 use crate::{Analysis, FlowReport};
 
 pub struct JsonReport;
@@ -71,8 +71,8 @@ impl Render for JsonReport {
             source: Source {
                 file: &analysis.source,
                 link_type: analysis.link_type,
-                first_packet: analysis.first_packet.map(utc),
-                last_packet: analysis.last_packet.map(utc),
+                first_packet: analysis.first_packet.map(rfc3339),
+                last_packet: analysis.last_packet.map(rfc3339),
             },
             flows: analysis.flows.iter().map(json_flow).collect(),
             summary: Summary {
@@ -99,7 +99,7 @@ fn json_flow(flow: &FlowReport) -> JsonFlow<'_> {
         id: flow.id,
         client: flow.client.to_string(),
         server: flow.server.to_string(),
-        first_seen: utc(flow.first_seen),
+        first_seen: rfc3339(flow.first_seen),
         requests: flow.requests,
         responses: flow.responses,
         longest_idle_s: secs(flow.longest_idle),
@@ -109,4 +109,10 @@ fn json_flow(flow: &FlowReport) -> JsonFlow<'_> {
         evidence: &flow.finding.evidence,
         fix: flow.finding.fix.as_deref(),
     }
+}
+
+/// Packet time for scripts: RFC 3339 in UTC, to the microsecond.
+fn rfc3339(ts: Timestamp) -> String {
+    ts.to_utc()
+        .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }
