@@ -6,6 +6,7 @@ use std::io::IsTerminal;
 use anyhow::{Context, Result, bail};
 use clap::{Parser, ValueEnum};
 
+use crate::Settings;
 use crate::detect::Thresholds;
 use crate::report::Output;
 use crate::target::Target;
@@ -58,9 +59,7 @@ pub enum Format {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub input: String,
-    pub bpf: Option<String>,
-    pub targets: Vec<Target>,
-    pub thresholds: Thresholds,
+    pub settings: Settings,
     pub output: Output,
 }
 
@@ -93,10 +92,14 @@ impl Config {
         };
         Ok(Config {
             input: args.read,
-            bpf,
-            targets,
-            thresholds: Thresholds {
-                nat_idle: i64::try_from(nat_idle.as_nanos()).unwrap_or(i64::MAX),
+            settings: Settings {
+                bpf,
+                targets,
+                thresholds: Thresholds {
+                    nat_idle: i64::try_from(nat_idle.as_nanos()).unwrap_or(i64::MAX),
+                },
+                // The table without --all lists flagged flows only.
+                keep_benign: !matches!(output, Output::Table { all: false, .. }),
             },
             output,
         })

@@ -20,7 +20,7 @@ use anyhow::Result;
 use capture::FileSource;
 use cli::Config;
 use decode::Skip;
-use detect::{Finding, Thresholds};
+use detect::{Finding, Thresholds, Verdict};
 use flow::{Flow, FlowTable, Stamp};
 use target::Target;
 use time::{Nanos, Timestamp};
@@ -68,38 +68,70 @@ pub struct Analysis {
     pub link_type: &'static str,
     pub first_packet: Option<Timestamp>,
     pub last_packet: Option<Timestamp>,
+    /// The flows kept for the report, in order of first appearance: every flow, or only
+    /// the flagged ones (see `Settings::keep_benign`).
     pub flows: Vec<FlowReport>,
+    /// Every flow, kept or not, counted by verdict.
+    pub verdicts: BTreeMap<Verdict, usize>,
     pub packets: PacketCounts,
     /// Problems that did not stop the analysis (a capture cut off mid-record, say).
     pub warnings: Vec<String>,
 }
 
 impl Analysis {
+    pub fn total_flows(&self) -> usize {
+        self.verdicts.values().sum()
+    }
+
     pub fn flagged(&self) -> usize {
-        self.flows
+        self.verdicts
             .iter()
-            .filter(|f| f.finding.verdict.flagged())
-            .count()
+            .filter(|(v, _)| v.flagged())
+            .map(|(_, n)| n)
+            .sum()
+    }
+}
+
+/// What the analysis needs from the configuration.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// A BPF filter expression, compiled by libpcap.
+    pub bpf: Option<String>,
+    /// Server sides to analyse; empty for all.
+    pub targets: Vec<Target>,
+    pub thresholds: Thresholds,
+    /// Keep the report of every benign flow too. Without it memory grows with the
+    /// concurrent and the flagged flows only, not with the length of the capture.
+    pub keep_benign: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            bpf: None,
+            targets: Vec::new(),
+            thresholds: Thresholds::default(),
+            keep_benign: true,
+        }
     }
 }
 
 /// Reads a saved capture in one pass and judges every flow.
-pub fn analyze_file(
-    path: &str,
-    bpf: Option<&str>,
-    targets: &[Target],
-    thresholds: &Thresholds,
-) -> Result<Analysis> {
-    let mut source = FileSource::open(path, bpf)?;
+pub fn analyze_file(path: &str, settings: &Settings) -> Result<Analysis> {
+    let mut source = FileSource::open(path, settings.bpf.as_deref())?;
     let link = source.link();
-    let mut table = FlowTable::new(targets.to_vec());
+    let mut table = FlowTable::new(settings.targets.clone());
     let mut flows = Vec::new();
+    let mut verdicts = BTreeMap::new();
     let mut packets = PacketCounts::default();
     let mut warnings = Vec::new();
     let (mut first_packet, mut last_packet) = (None, None);
     let mut judge = |flow: Flow| {
-        let finding = detect::judge(&flow, thresholds);
-        flows.push(FlowReport::new(&flow, finding));
+        let finding = detect::judge(&flow, &settings.thresholds);
+        *verdicts.entry(finding.verdict).or_default() += 1;
+        if settings.keep_benign || finding.verdict.flagged() {
+            flows.push(FlowReport::new(&flow, finding));
+        }
     };
 
     loop {
@@ -148,6 +180,7 @@ pub fn analyze_file(
         first_packet,
         last_packet,
         flows,
+        verdicts,
         packets,
         warnings,
     })
@@ -160,12 +193,7 @@ pub struct Outcome {
 
 /// Analyses the configured input and writes the report to `out`; warnings go to `err`.
 pub fn run(config: &Config, out: &mut dyn Write, err: &mut dyn Write) -> Result<Outcome> {
-    let analysis = analyze_file(
-        &config.input,
-        config.bpf.as_deref(),
-        &config.targets,
-        &config.thresholds,
-    )?;
+    let analysis = analyze_file(&config.input, &config.settings)?;
     for warning in &analysis.warnings {
         writeln!(err, "staleconn: warning: {warning}")?;
     }

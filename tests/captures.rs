@@ -4,8 +4,7 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use staleconn::detect::Thresholds;
-use staleconn::{Analysis, FlowReport, analyze_file};
+use staleconn::{Analysis, FlowReport, Settings, analyze_file};
 
 /// Idle figures must match the lab's own measurement to within this many seconds.
 const TOLERANCE_S: f64 = 0.002;
@@ -44,8 +43,7 @@ fn expected() -> Vec<Expected> {
 
 fn analyse(capture: &str) -> Analysis {
     let path = format!("testdata/{capture}");
-    analyze_file(&path, None, &[], &Thresholds::default())
-        .unwrap_or_else(|e| panic!("{path}: {e:#}"))
+    analyze_file(&path, &Settings::default()).unwrap_or_else(|e| panic!("{path}: {e:#}"))
 }
 
 fn close_to(what: &str, actual: Option<f64>, expected: f64, row: &Expected) {

@@ -63,10 +63,11 @@ struct Packets {
 
 impl Render for JsonReport {
     fn render(&self, analysis: &Analysis) -> String {
-        let mut verdicts = BTreeMap::new();
-        for flow in &analysis.flows {
-            *verdicts.entry(flow.finding.verdict.name()).or_default() += 1;
-        }
+        let verdicts = analysis
+            .verdicts
+            .iter()
+            .map(|(v, n)| (v.name(), *n))
+            .collect();
         let document = Document {
             source: Source {
                 file: &analysis.source,
@@ -76,7 +77,7 @@ impl Render for JsonReport {
             },
             flows: analysis.flows.iter().map(json_flow).collect(),
             summary: Summary {
-                flows: analysis.flows.len(),
+                flows: analysis.total_flows(),
                 flagged: analysis.flagged(),
                 verdicts,
                 packets: Packets {

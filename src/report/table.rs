@@ -117,15 +117,11 @@ impl TableReport {
         let _ = writeln!(
             out,
             "Flows: {} analysed, {} flagged",
-            analysis.flows.len(),
+            analysis.total_flows(),
             analysis.flagged()
         );
-        let mut counts: BTreeMap<Verdict, usize> = BTreeMap::new();
-        for flow in &analysis.flows {
-            *counts.entry(flow.finding.verdict).or_default() += 1;
-        }
         for verdict in Verdict::ALL {
-            if let Some(n) = counts.get(&verdict) {
+            if let Some(n) = analysis.verdicts.get(&verdict) {
                 let mark = if verdict.flagged() { "!" } else { " " };
                 let _ = writeln!(
                     out,
