@@ -7,13 +7,6 @@ use crate::time::{human, secs};
 
 pub fn classify(flow: &Flow) -> Finding {
     let mut evidence = Evidence::for_flow(flow);
-    // How long the last request waited is evidence too: one that worked after a long idle
-    // bounds any middlebox timer from below.
-    if let Some(request) = flow.last_request {
-        evidence.request_frame = Some(request.at.frame);
-        evidence.request_idle_s = request.idle_before.map(secs);
-        evidence.request_silence_s = Some(secs(request.silence_before));
-    }
     let (verdict, sentence) = judge(flow, &mut evidence);
     Finding {
         verdict,

@@ -9,7 +9,7 @@ mod race;
 use serde::Serialize;
 
 use crate::flow::{CaptureSide, Flow};
-use crate::time::{NANOS_PER_SEC, Nanos};
+use crate::time::{NANOS_PER_SEC, Nanos, secs};
 
 /// What happened to a flow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -172,10 +172,17 @@ pub struct Evidence {
 }
 
 impl Evidence {
+    /// What every verdict carries: the capture side, the round trip, and the flow's last
+    /// request (how long it waited is evidence even when it worked).
     fn for_flow(flow: &Flow) -> Evidence {
+        let request = flow.last_request;
         Evidence {
             capture_side: side_name(flow.capture_side()),
-            rtt_s: flow.rtt().map(crate::time::secs),
+            rtt_s: flow.rtt().map(secs),
+            request_frame: request.map(|r| r.at.frame),
+            request_idle_s: request.and_then(|r| r.idle_before).map(secs),
+            request_silence_s: request.map(|r| secs(r.silence_before)),
+            request_retransmissions: request.map(|r| r.retransmissions),
             ..Evidence::default()
         }
     }

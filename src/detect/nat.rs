@@ -55,10 +55,6 @@ pub fn nat_idle_reset(flow: &Flow, thresholds: &Thresholds) -> Option<Finding> {
     };
 
     let mut evidence = Evidence::for_flow(flow);
-    evidence.request_frame = Some(request.at.frame);
-    evidence.request_idle_s = request.idle_before.map(secs);
-    evidence.request_silence_s = Some(secs(request.silence_before));
-    evidence.request_retransmissions = Some(request.retransmissions);
     evidence.answer = Some("rst");
     evidence.rst_frame = Some(rst.at.frame);
     evidence.rst_from = Some("server side");

@@ -31,10 +31,6 @@ pub fn keepalive_race(flow: &Flow) -> Option<Finding> {
         .filter(|r| r.at.frame > request.at.frame);
 
     let mut evidence = Evidence::for_flow(flow);
-    evidence.request_frame = Some(request.at.frame);
-    evidence.request_idle_s = request.idle_before.map(secs);
-    evidence.request_silence_s = Some(secs(request.silence_before));
-    evidence.request_retransmissions = Some(request.retransmissions);
     evidence.server_fin_frame = Some(close.fin.frame);
     evidence.server_close_idle_s = Some(secs(close_idle));
     evidence.close_notify = Some(close.close_notify.is_some());

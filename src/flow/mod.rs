@@ -217,6 +217,14 @@ impl Flow {
         Some(ack.ts.since(syn.ts))
     }
 
+    fn direction_mut(&mut self, from_client: bool) -> &mut Direction {
+        if from_client {
+            &mut self.from_client
+        } else {
+            &mut self.from_server
+        }
+    }
+
     fn note_activity(&mut self, at: Stamp) {
         if let Some(previous) = self.last_activity {
             let gap = at.ts.since(previous);
@@ -243,11 +251,7 @@ impl Flow {
         self.last = at;
         let flags = seg.flags;
         let seq = Seq(seg.seq);
-        let dir = if from_client {
-            &mut self.from_client
-        } else {
-            &mut self.from_server
-        };
+        let dir = self.direction_mut(from_client);
         dir.packets += 1;
 
         if flags.rst() {
@@ -298,11 +302,7 @@ impl Flow {
 
         if flags.fin() {
             let fin_seq = seq.plus(seg.payload_len);
-            let dir = if from_client {
-                &mut self.from_client
-            } else {
-                &mut self.from_server
-            };
+            let dir = self.direction_mut(from_client);
             dir.next_seq = Some(
                 dir.next_seq
                     .map_or(fin_seq.plus(1), |n| n.max(fin_seq.plus(1))),
@@ -335,11 +335,7 @@ impl Flow {
     fn observe_payload(&mut self, seg: &Segment, at: Stamp, from_client: bool, silence: Nanos) {
         let seq = Seq(seg.seq);
         let end = seq.plus(seg.payload_len);
-        let dir = if from_client {
-            &mut self.from_client
-        } else {
-            &mut self.from_server
-        };
+        let dir = self.direction_mut(from_client);
         let next = *dir.next_seq.get_or_insert(seq);
         if !end.after(next) {
             self.retransmissions += 1;
