@@ -1,16 +1,20 @@
-//! Capture input through libpcap: a saved pcap or pcapng file, or standard input, with an
-//! optional BPF filter. Hands out numbered frames with nanosecond packet time.
+//! Capture input through libpcap: a saved pcap or pcapng file, standard input, or a live
+//! device, with an optional BPF filter; for live capture also the kernel's drop counts, a
+//! `-w` copy of what was captured, and interface listing. Hands out numbered frames with
+//! nanosecond packet time.
 
+use std::os::fd::{AsRawFd, RawFd};
 use std::path::Path;
+use std::time::Duration;
 
 use anyhow::{Result, bail};
-use pcap::{Capture, Offline, Precision};
+use pcap::{Activated, Capture, Device, Precision, Savefile};
 
 use crate::decode::LinkType;
 use crate::time::Timestamp;
 
 /// One captured frame. `frame` is its 1-based number in the capture, as Wireshark shows it
-/// (before any BPF filter: frames the filter drops still take their number).
+/// (for a file read with a BPF filter, frames the filter drops still take their number).
 #[derive(Debug, Clone, Copy)]
 pub struct Packet<'a> {
     pub frame: u64,
@@ -28,20 +32,52 @@ pub struct Damage {
     pub message: String,
 }
 
-/// A saved capture opened for one pass.
-pub struct FileSource {
-    capture: Capture<Offline>,
+/// What the kernel says of a live capture.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KernelStats {
+    pub received: u64,
+    /// Dropped because staleconn did not read them fast enough.
+    pub dropped: u64,
+    /// Dropped by the interface or its driver.
+    pub if_dropped: u64,
+}
+
+/// How to open a live device.
+#[derive(Debug, Clone)]
+pub struct LiveOptions {
+    pub device: String,
+    pub snaplen: i32,
+    pub promiscuous: bool,
+}
+
+/// Packets from a file, standard input or a device, for one pass.
+pub struct Source {
+    capture: Capture<dyn Activated>,
     link: LinkType,
     name: String,
     frames_seen: u64,
+    /// A filter run here rather than in libpcap, so that a file's filtered frames still
+    /// take their number: frame numbers must match what Wireshark shows for the same file.
     filter: Option<pcap::BpfProgram>,
+    /// Live only: what `poll` waits on.
+    poll_fd: Option<RawFd>,
+    savefile: Option<Savefile>,
     /// The current frame's bytes, reused from frame to frame.
     buffer: Vec<u8>,
 }
 
-impl FileSource {
-    /// Opens `path` (`-` is standard input) and compiles `bpf` against its link type.
-    pub fn open(path: &str, bpf: Option<&str>) -> Result<FileSource> {
+/// The next thing a source has.
+pub enum Next<'a> {
+    Packet(Packet<'a>),
+    /// A live capture has nothing to read right now.
+    Idle,
+    /// The end of a file.
+    End,
+}
+
+impl Source {
+    /// Opens a saved capture, `-` for standard input, and compiles `bpf` against its link type.
+    pub fn open_file(path: &str, bpf: Option<&str>) -> Result<Source> {
         let name = if path == "-" {
             "standard input".to_string()
         } else {
@@ -52,33 +88,67 @@ impl FileSource {
         }
         let capture = Capture::from_file_with_precision(path, Precision::Nano)
             .map_err(|e| open_error(&name, e))?;
-        let linktype = capture.get_datalink();
-        let Some(link) = LinkType::from_linktype(linktype.0) else {
-            bail!(
-                "{name}: unsupported link type {} ({}); staleconn reads Ethernet, Linux cooked \
-                 (SLL, SLL2), raw IP and BSD loopback captures",
-                linktype.0,
-                linktype.get_name().unwrap_or_else(|_| "unknown".into())
-            );
-        };
-        // Compiled here and run per packet so that filtered frames still take their
-        // number: frame numbers must match what Wireshark shows for the same file.
+        let link = supported_link(&name, capture.get_datalink())?;
         let filter = match bpf {
-            Some(expr) if !expr.trim().is_empty() => {
-                Some(capture.compile(expr, true).map_err(|e| {
-                    anyhow::anyhow!("bad BPF expression '{expr}': {}", pcap_text(&e))
-                })?)
-            }
-            _ => None,
+            Some(expr) => Some(
+                capture
+                    .compile(expr, true)
+                    .map_err(|e| bpf_error(expr, &e))?,
+            ),
+            None => None,
         };
-        Ok(FileSource {
+        Ok(Source::new(capture.into(), link, name, filter, None))
+    }
+
+    /// Opens a live device in immediate, non-blocking mode, with the filter in the kernel.
+    pub fn open_live(options: &LiveOptions, bpf: Option<&str>) -> Result<Source> {
+        let device = &options.device;
+        let capture = Capture::from_device(device.as_str())
+            .and_then(|c| {
+                c.snaplen(options.snaplen)
+                    .promisc(options.promiscuous)
+                    .immediate_mode(true)
+                    .precision(Precision::Nano)
+                    .buffer_size(8 << 20)
+                    .open()
+            })
+            .map_err(|e| live_open_error(device, &e))?;
+        let mut capture = capture
+            .setnonblock()
+            .map_err(|e| live_open_error(device, &e))?;
+        let link = supported_link(device, capture.get_datalink())?;
+        if let Some(expr) = bpf {
+            capture
+                .filter(expr, true)
+                .map_err(|e| bpf_error(expr, &e))?;
+        }
+        let poll_fd = Some(capture.as_raw_fd());
+        Ok(Source::new(
+            capture.into(),
+            link,
+            device.clone(),
+            None,
+            poll_fd,
+        ))
+    }
+
+    fn new(
+        capture: Capture<dyn Activated>,
+        link: LinkType,
+        name: String,
+        filter: Option<pcap::BpfProgram>,
+        poll_fd: Option<RawFd>,
+    ) -> Source {
+        Source {
             capture,
             link,
             name,
             frames_seen: 0,
             filter,
+            poll_fd,
+            savefile: None,
             buffer: Vec::with_capacity(65536),
-        })
+        }
     }
 
     pub fn link(&self) -> LinkType {
@@ -89,8 +159,43 @@ impl FileSource {
         &self.name
     }
 
-    /// The next frame that passes the filter; `Ok(None)` at a clean end of file.
-    pub fn next_packet(&mut self) -> Result<Option<Packet<'_>>, Damage> {
+    /// Copies every packet captured from now on into a pcap file, as `tcpdump -w` would.
+    pub fn write_to(&mut self, path: &Path) -> Result<()> {
+        let savefile = self
+            .capture
+            .savefile(path)
+            .map_err(|e| anyhow::anyhow!("{}: cannot write ({})", path.display(), pcap_text(&e)))?;
+        self.savefile = Some(savefile);
+        Ok(())
+    }
+
+    /// Writes what the `-w` file has buffered to disk.
+    pub fn flush_written(&mut self) -> Result<()> {
+        if let Some(savefile) = self.savefile.as_mut() {
+            savefile
+                .flush()
+                .map_err(|e| anyhow::anyhow!("-w: {}", pcap_text(&e)))?;
+        }
+        Ok(())
+    }
+
+    /// Live only: waits up to `timeout` for packets to read. Returns early on a signal.
+    pub fn wait(&self, timeout: Duration) {
+        let Some(fd) = self.poll_fd else { return };
+        let mut pollfd = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
+        // SAFETY: one valid pollfd, owned by this frame, for the duration of the call.
+        unsafe {
+            libc::poll(&mut pollfd, 1, ms);
+        }
+    }
+
+    /// The next frame that passes the filter.
+    pub fn next_packet(&mut self) -> Result<Next<'_>, Damage> {
         loop {
             match self.capture.next_packet() {
                 Ok(packet) => {
@@ -100,19 +205,23 @@ impl FileSource {
                     {
                         continue;
                     }
+                    if let Some(savefile) = self.savefile.as_mut() {
+                        savefile.write(&packet);
+                    }
                     let header = *packet.header;
                     self.buffer.clear();
                     self.buffer.extend_from_slice(packet.data);
                     // With nanosecond precision libpcap puts nanoseconds in tv_usec.
                     let ts = Timestamp::from_parts(header.ts.tv_sec, header.ts.tv_usec);
-                    return Ok(Some(Packet {
+                    return Ok(Next::Packet(Packet {
                         frame: self.frames_seen,
                         ts,
                         wire_len: header.len,
                         data: &self.buffer,
                     }));
                 }
-                Err(pcap::Error::NoMorePackets) => return Ok(None),
+                Err(pcap::Error::NoMorePackets) => return Ok(Next::End),
+                Err(pcap::Error::TimeoutExpired) => return Ok(Next::Idle),
                 Err(e) => {
                     return Err(Damage {
                         after_frame: self.frames_seen,
@@ -121,6 +230,53 @@ impl FileSource {
                 }
             }
         }
+    }
+
+    /// The kernel's counts for a live capture; `None` for a file.
+    pub fn kernel_stats(&mut self) -> Option<KernelStats> {
+        self.poll_fd?;
+        let stat = self.capture.stats().ok()?;
+        Some(KernelStats {
+            received: u64::from(stat.received),
+            dropped: u64::from(stat.dropped),
+            if_dropped: u64::from(stat.if_dropped),
+        })
+    }
+}
+
+/// The interfaces libpcap can capture on, as `tcpdump -D` lists them.
+pub fn list_devices() -> Result<Vec<String>> {
+    let devices =
+        Device::list().map_err(|e| anyhow::anyhow!("cannot list interfaces: {}", pcap_text(&e)))?;
+    Ok(devices
+        .into_iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let mut flags = Vec::new();
+            if d.flags.is_up() {
+                flags.push("Up");
+            }
+            if d.flags.is_running() {
+                flags.push("Running");
+            }
+            if d.flags.is_loopback() {
+                flags.push("Loopback");
+            }
+            let desc = d.desc.map(|s| format!(" ({s})")).unwrap_or_default();
+            format!("{}.{}{desc} [{}]", i + 1, d.name, flags.join(", "))
+        })
+        .collect())
+}
+
+fn supported_link(name: &str, linktype: pcap::Linktype) -> Result<LinkType> {
+    match LinkType::from_linktype(linktype.0) {
+        Some(link) => Ok(link),
+        None => bail!(
+            "{name}: unsupported link type {} ({}); staleconn reads Ethernet, Linux cooked \
+             (SLL, SLL2), raw IP and BSD loopback captures",
+            linktype.0,
+            linktype.get_name().unwrap_or_else(|_| "unknown".into())
+        ),
     }
 }
 
@@ -152,6 +308,36 @@ fn open_error(name: &str, e: pcap::Error) -> anyhow::Error {
         anyhow::anyhow!("{name}: capture header is cut off, nothing to read ({text})")
     } else {
         anyhow::anyhow!("{name}: cannot read capture ({text})")
+    }
+}
+
+fn bpf_error(expr: &str, e: &pcap::Error) -> anyhow::Error {
+    anyhow::anyhow!("bad BPF expression '{expr}': {}", pcap_text(e))
+}
+
+/// Says what to do: run as root or grant capabilities; name the devices that exist.
+fn live_open_error(device: &str, e: &pcap::Error) -> anyhow::Error {
+    let text = pcap_text(e);
+    let lower = text.to_lowercase();
+    if lower.contains("permission") || lower.contains("not permitted") {
+        anyhow::anyhow!(
+            "{device}: no permission to capture ({text}); run as root, or grant the binary \
+             capture rights: sudo setcap cap_net_raw,cap_net_admin=eip $(command -v staleconn)"
+        )
+    } else if lower.contains("no such device") || lower.contains("doesn't exist") {
+        let known = Device::list()
+            .map(|list| {
+                list.into_iter()
+                    .map(|d| d.name)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+            .unwrap_or_default();
+        anyhow::anyhow!(
+            "{device}: no such interface; interfaces here: {known} (staleconn -D lists them)"
+        )
+    } else {
+        anyhow::anyhow!("{device}: cannot capture ({text})")
     }
 }
 

@@ -2,14 +2,23 @@
 //! the `Config`, never clap types.
 
 use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use clap::{Parser, ValueEnum};
+use clap::{ArgGroup, Parser, ValueEnum};
 
 use crate::Settings;
+use crate::capture::LiveOptions;
 use crate::detect::Thresholds;
+use crate::flow::DEFAULT_MAX_FLOWS;
 use crate::report::Output;
 use crate::target::Target;
+
+/// Snapshot length for live capture: the largest link, IP and TCP headers (SLL2 20 +
+/// IPv6 40 + TCP 60) plus room for TLS record headers and an HTTP request or status line
+/// and the headers that follow it.
+pub const DEFAULT_SNAPLEN: i32 = 512;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -17,12 +26,49 @@ use crate::target::Target;
     version,
     about = "Reads a packet capture and tells, flow by flow, why requests on pooled HTTP keep-alive connections died",
     long_about = None,
-    after_help = "Examples:\n  staleconn -r dump.pcap\n  staleconn -r dump.pcap --target 10.0.3.7:443 tcp port 443\n  tcpdump -i any -w - host 10.0.3.7 | staleconn -r -\n\nExit status: 0 no flow flagged, 1 some flows flagged, 2 error."
+    group(ArgGroup::new("input").required(true).args(["read", "interface", "list_interfaces"])),
+    after_help = "Examples:\n  staleconn -r dump.pcap\n  staleconn -r dump.pcap --target 10.0.3.7:443 tcp port 443\n  tcpdump -i any -U -w - host 10.0.3.7 | staleconn -r -\n  sudo staleconn -i any -w evidence.pcap --target 10.0.3.7:443\n\nExit status: 0 no flow flagged, 1 some flows flagged, 2 error."
 )]
 pub struct Args {
     /// Read packets from FILE (pcap or pcapng; `-` is standard input)
     #[arg(short = 'r', value_name = "FILE")]
-    pub read: String,
+    pub read: Option<String>,
+
+    /// Capture live on IFACE (`any` for all interfaces)
+    #[arg(short = 'i', value_name = "IFACE")]
+    pub interface: Option<String>,
+
+    /// List the interfaces that can be captured on, and exit
+    #[arg(short = 'D')]
+    pub list_interfaces: bool,
+
+    /// Live: bytes kept of each packet
+    #[arg(short = 's', value_name = "SNAPLEN", default_value_t = DEFAULT_SNAPLEN)]
+    pub snaplen: i32,
+
+    /// Live: do not put the interface into promiscuous mode (the default)
+    #[arg(short = 'p', conflicts_with = "promisc")]
+    pub no_promisc: bool,
+
+    /// Live: put the interface into promiscuous mode
+    #[arg(long)]
+    pub promisc: bool,
+
+    /// Stop after COUNT packets
+    #[arg(short = 'c', value_name = "COUNT")]
+    pub count: Option<u64>,
+
+    /// Live: stop after this long (e.g. 30s, 40m, 2h)
+    #[arg(long, value_name = "DURATION")]
+    pub duration: Option<String>,
+
+    /// Live: also write the captured packets to FILE (pcap), as tcpdump -w does
+    #[arg(short = 'w', value_name = "FILE")]
+    pub write: Option<PathBuf>,
+
+    /// Live: after opening the device, run as USER (default when root: nobody; `-Z root` keeps root)
+    #[arg(short = 'Z', value_name = "USER")]
+    pub user: Option<String>,
 
     /// Server side to analyse: address or CIDR with optional port (repeatable)
     #[arg(long, value_name = "HOST[:PORT]")]
@@ -32,13 +78,17 @@ pub struct Args {
     #[arg(long, value_name = "DURATION", default_value = "350s")]
     pub nat_idle: String,
 
-    /// Output: a table for people, or one JSON document for scripts
+    /// Output: a table for people, or JSON for scripts
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
 
     /// List every flow, not only the flagged ones
     #[arg(long)]
     pub all: bool,
+
+    /// The most flows tracked at once; the one idle longest is evicted to make room
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_FLOWS)]
+    pub max_flows: usize,
 
     /// BPF filter expression, as for tcpdump (e.g. `tcp port 443`)
     #[arg(
@@ -55,10 +105,28 @@ pub enum Format {
     Json,
 }
 
+/// Where packets come from.
+#[derive(Debug, Clone)]
+pub enum Input {
+    File(String),
+    Live(LiveConfig),
+    /// `-D`: list the interfaces and exit.
+    ListInterfaces,
+}
+
+/// A live capture's own settings.
+#[derive(Debug, Clone)]
+pub struct LiveConfig {
+    pub options: LiveOptions,
+    pub duration: Option<Duration>,
+    pub write: Option<PathBuf>,
+    pub user: Option<String>,
+}
+
 /// Validated configuration for one run.
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub input: String,
+    pub input: Input,
     pub settings: Settings,
     pub output: Output,
 }
@@ -71,14 +139,20 @@ impl Config {
             .map(|t| t.parse::<Target>().map_err(anyhow::Error::msg))
             .collect::<Result<Vec<_>>>()
             .context("--target")?;
-        let nat_idle = humantime::parse_duration(&args.nat_idle).with_context(|| {
-            format!(
-                "--nat-idle '{}': use a duration like 350s or 5m",
-                args.nat_idle
-            )
-        })?;
-        if nat_idle.is_zero() {
-            bail!("--nat-idle must be longer than zero");
+        let nat_idle = parse_duration("--nat-idle", &args.nat_idle)?;
+        let duration = args
+            .duration
+            .as_deref()
+            .map(|d| parse_duration("--duration", d))
+            .transpose()?;
+        if !(1..=262_144).contains(&args.snaplen) {
+            bail!(
+                "-s {}: the snapshot length must be between 1 and 262144 bytes",
+                args.snaplen
+            );
+        }
+        if args.count == Some(0) {
+            bail!("-c 0: the packet count must be at least 1");
         }
         let bpf = (!args.expression.is_empty()).then(|| args.expression.join(" "));
         let color = std::io::stdout().is_terminal()
@@ -90,8 +164,22 @@ impl Config {
             },
             Format::Json => Output::Json,
         };
+        let input = match (args.read, args.interface) {
+            (Some(path), _) => Input::File(path),
+            (None, Some(device)) => Input::Live(LiveConfig {
+                options: LiveOptions {
+                    device,
+                    snaplen: args.snaplen,
+                    promiscuous: args.promisc && !args.no_promisc,
+                },
+                duration,
+                write: args.write,
+                user: args.user,
+            }),
+            (None, None) => Input::ListInterfaces,
+        };
         Ok(Config {
-            input: args.read,
+            input,
             settings: Settings {
                 bpf,
                 targets,
@@ -100,8 +188,19 @@ impl Config {
                 },
                 // The table without --all lists flagged flows only.
                 keep_benign: !matches!(output, Output::Table { all: false, .. }),
+                count: args.count,
+                max_flows: args.max_flows.max(1),
             },
             output,
         })
     }
+}
+
+fn parse_duration(option: &str, text: &str) -> Result<Duration> {
+    let duration = humantime::parse_duration(text)
+        .with_context(|| format!("{option} '{text}': use a duration like 350s, 5m or 2h"))?;
+    if duration.is_zero() {
+        bail!("{option} must be longer than zero");
+    }
+    Ok(duration)
 }

@@ -7,19 +7,21 @@ pub mod cli;
 pub mod decode;
 pub mod detect;
 pub mod flow;
+pub mod live;
+pub mod privileges;
 pub mod report;
 pub mod target;
 pub mod time;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::io::Write;
 use std::net::SocketAddr;
 
 use anyhow::Result;
 
-use capture::FileSource;
-use cli::Config;
-use decode::Skip;
+use capture::{KernelStats, Next, Packet, Source};
+use cli::{Config, Input};
+use decode::{LinkType, Skip};
 use detect::{Finding, Thresholds, Verdict};
 use flow::{Flow, FlowTable, Stamp};
 use target::Target;
@@ -32,6 +34,8 @@ pub struct FlowReport {
     pub client: SocketAddr,
     pub server: SocketAddr,
     pub first_seen: Timestamp,
+    /// The flow's last packet when it was judged.
+    pub last_seen: Timestamp,
     pub requests: u32,
     pub responses: u32,
     pub longest_idle: Nanos,
@@ -45,6 +49,7 @@ impl FlowReport {
             client: flow.client,
             server: flow.server,
             first_seen: flow.first.ts,
+            last_seen: flow.last.ts,
             requests: flow.requests,
             responses: flow.responses,
             longest_idle: flow.longest_idle,
@@ -74,6 +79,10 @@ pub struct Analysis {
     /// Every flow, kept or not, counted by verdict.
     pub verdicts: BTreeMap<Verdict, usize>,
     pub packets: PacketCounts,
+    /// Flows handed on early because the flow table was full.
+    pub evicted: u64,
+    /// Live capture only: what the kernel received and dropped.
+    pub kernel: Option<KernelStats>,
     /// Problems that did not stop the analysis (a capture cut off mid-record, say).
     pub warnings: Vec<String>,
 }
@@ -103,6 +112,10 @@ pub struct Settings {
     /// Keep the report of every benign flow too. Without it memory grows with the
     /// concurrent and the flagged flows only, not with the length of the capture.
     pub keep_benign: bool,
+    /// Stop after this many packets (`-c`).
+    pub count: Option<u64>,
+    /// The most flows tracked at once; the one idle longest is evicted to make room.
+    pub max_flows: usize,
 }
 
 impl Default for Settings {
@@ -112,32 +125,169 @@ impl Default for Settings {
             targets: Vec::new(),
             thresholds: Thresholds::default(),
             keep_benign: true,
+            count: None,
+            max_flows: flow::DEFAULT_MAX_FLOWS,
+        }
+    }
+}
+
+/// The stages from decode on, fed one packet at a time: the same for a file and a live
+/// device, so both reach the same verdicts from the same packets.
+pub struct Pipeline<'s> {
+    settings: &'s Settings,
+    link: LinkType,
+    table: FlowTable,
+    judged: Judged,
+    packets: PacketCounts,
+    first_packet: Option<Timestamp>,
+    last_packet: Option<Timestamp>,
+}
+
+/// What became of the flows handed on by the flow table.
+#[derive(Default)]
+struct Judged {
+    /// Reports kept for the output (see `Settings::keep_benign`).
+    flows: Vec<FlowReport>,
+    verdicts: BTreeMap<Verdict, usize>,
+    /// Live: flagged flows announced and not yet handed on, so each is announced once.
+    announced: HashSet<u64>,
+}
+
+impl Judged {
+    /// Judges a finished flow, counts its verdict, and keeps its report if it will be shown.
+    fn record(&mut self, settings: &Settings, flow: Flow) {
+        self.announced.remove(&flow.id);
+        let finding = detect::judge(&flow, &settings.thresholds);
+        *self.verdicts.entry(finding.verdict).or_default() += 1;
+        if settings.keep_benign || finding.verdict.flagged() {
+            self.flows.push(FlowReport::new(&flow, finding));
+        }
+    }
+
+    fn flagged(&self) -> usize {
+        self.verdicts
+            .iter()
+            .filter(|(v, _)| v.flagged())
+            .map(|(_, n)| n)
+            .sum()
+    }
+}
+
+impl<'s> Pipeline<'s> {
+    pub fn new(settings: &'s Settings, link: LinkType) -> Pipeline<'s> {
+        Pipeline {
+            settings,
+            link,
+            table: FlowTable::with_capacity_limit(settings.targets.clone(), settings.max_flows),
+            judged: Judged::default(),
+            packets: PacketCounts::default(),
+            first_packet: None,
+            last_packet: None,
+        }
+    }
+
+    /// Feeds one packet. When `announce` is set and this packet closed a flow whose verdict
+    /// is flagged, that flow's report is returned: the moment its story is certain.
+    pub fn packet(&mut self, packet: &Packet, announce: bool) -> Option<FlowReport> {
+        self.packets.read += 1;
+        self.first_packet.get_or_insert(packet.ts);
+        self.last_packet = Some(packet.ts);
+        let segment = match decode::decode(self.link, packet.data) {
+            Ok(segment) if self.table.is_targeted(&segment) => segment,
+            Ok(_) => {
+                *self.packets.skipped.entry(Skip::NotTarget).or_default() += 1;
+                return None;
+            }
+            Err(skip) => {
+                *self.packets.skipped.entry(skip).or_default() += 1;
+                return None;
+            }
+        };
+        self.packets.used += 1;
+        let at = Stamp {
+            frame: packet.frame,
+            ts: packet.ts,
+        };
+        let (settings, judged) = (self.settings, &mut self.judged);
+        let closed = self
+            .table
+            .observe(&segment, at, &mut |flow| judged.record(settings, flow))?;
+        if !announce {
+            return None;
+        }
+        let finding = detect::judge(closed, &settings.thresholds);
+        (finding.verdict.flagged() && judged.announced.insert(closed.id))
+            .then(|| FlowReport::new(closed, finding))
+    }
+
+    /// A clock tick from a live capture: closed flows whose grace period is over by `now`
+    /// are judged without waiting for the next packet.
+    pub fn tick(&mut self, now: Timestamp) {
+        let (settings, judged) = (self.settings, &mut self.judged);
+        self.table
+            .release_closed(now, &mut |flow| judged.record(settings, flow));
+    }
+
+    pub fn flows_tracked(&self) -> usize {
+        self.table.len()
+    }
+
+    pub fn packets_read(&self) -> u64 {
+        self.packets.read
+    }
+
+    /// Flagged so far: judged flows plus those announced and not yet handed on.
+    pub fn flagged_so_far(&self) -> usize {
+        self.judged.flagged() + self.judged.announced.len()
+    }
+
+    /// The capture ended: every flow still open is judged.
+    pub fn finish(mut self, source: String, mut warnings: Vec<String>) -> Analysis {
+        let (settings, judged) = (self.settings, &mut self.judged);
+        self.table
+            .finish_all(&mut |flow| judged.record(settings, flow));
+        self.judged.flows.sort_by_key(|f| f.id);
+        if let Some(&cut) = self.packets.skipped.get(&Skip::Truncated) {
+            warnings.push(format!(
+                "{cut} packets were cut inside their headers by the snapshot length; capture with a larger -s (e.g. -s 128)"
+            ));
+        }
+        let evicted = self.table.evicted();
+        if evicted > 0 {
+            warnings.push(format!(
+                "{evicted} flows were evicted from the full flow table (--max-flows {}) while still open",
+                self.settings.max_flows
+            ));
+        }
+        Analysis {
+            source,
+            link_type: self.link.name(),
+            first_packet: self.first_packet,
+            last_packet: self.last_packet,
+            flows: self.judged.flows,
+            verdicts: self.judged.verdicts,
+            packets: self.packets,
+            evicted,
+            kernel: None,
+            warnings,
         }
     }
 }
 
 /// Reads a saved capture in one pass and judges every flow.
 pub fn analyze_file(path: &str, settings: &Settings) -> Result<Analysis> {
-    let mut source = FileSource::open(path, settings.bpf.as_deref())?;
-    let link = source.link();
-    let mut table = FlowTable::new(settings.targets.clone());
-    let mut flows = Vec::new();
-    let mut verdicts = BTreeMap::new();
-    let mut packets = PacketCounts::default();
+    let mut source = Source::open_file(path, settings.bpf.as_deref())?;
+    let mut pipeline = Pipeline::new(settings, source.link());
     let mut warnings = Vec::new();
-    let (mut first_packet, mut last_packet) = (None, None);
-    let mut judge = |flow: Flow| {
-        let finding = detect::judge(&flow, &settings.thresholds);
-        *verdicts.entry(finding.verdict).or_default() += 1;
-        if settings.keep_benign || finding.verdict.flagged() {
-            flows.push(FlowReport::new(&flow, finding));
-        }
-    };
-
     loop {
-        let packet = match source.next_packet() {
-            Ok(Some(packet)) => packet,
-            Ok(None) => break,
+        match source.next_packet() {
+            Ok(Next::Packet(packet)) => {
+                pipeline.packet(&packet, false);
+                if settings.count.is_some_and(|c| pipeline.packets_read() >= c) {
+                    break;
+                }
+            }
+            Ok(Next::End | Next::Idle) => break,
             Err(damage) => {
                 warnings.push(format!(
                     "{}: capture ends early after frame {} ({}); analysed the frames before it",
@@ -147,43 +297,9 @@ pub fn analyze_file(path: &str, settings: &Settings) -> Result<Analysis> {
                 ));
                 break;
             }
-        };
-        packets.read += 1;
-        first_packet.get_or_insert(packet.ts);
-        last_packet = Some(packet.ts);
-        let at = Stamp {
-            frame: packet.frame,
-            ts: packet.ts,
-        };
-        match decode::decode(link, packet.data) {
-            Err(skip) => *packets.skipped.entry(skip).or_default() += 1,
-            Ok(segment) if !table.is_targeted(&segment) => {
-                *packets.skipped.entry(Skip::NotTarget).or_default() += 1;
-            }
-            Ok(segment) => {
-                packets.used += 1;
-                table.observe(&segment, at, &mut judge);
-            }
         }
     }
-    table.finish_all(&mut judge);
-    flows.sort_by_key(|f| f.id);
-
-    if let Some(&cut) = packets.skipped.get(&Skip::Truncated) {
-        warnings.push(format!(
-            "{cut} packets were cut inside their headers by the snapshot length; capture with a larger -s (e.g. -s 128)"
-        ));
-    }
-    Ok(Analysis {
-        source: source.name().to_string(),
-        link_type: link.name(),
-        first_packet,
-        last_packet,
-        flows,
-        verdicts,
-        packets,
-        warnings,
-    })
+    Ok(pipeline.finish(source.name().to_string(), warnings))
 }
 
 /// What the program's exit code is made from.
@@ -191,13 +307,25 @@ pub struct Outcome {
     pub flagged: usize,
 }
 
-/// Analyses the configured input and writes the report to `out`; warnings go to `err`.
+/// Runs what the configuration asks: analyses a file or a live device and writes the
+/// report to `out` (warnings to `err`), or lists the interfaces.
 pub fn run(config: &Config, out: &mut dyn Write, err: &mut dyn Write) -> Result<Outcome> {
-    let analysis = analyze_file(&config.input, &config.settings)?;
+    let analysis = match &config.input {
+        Input::File(path) => analyze_file(path, &config.settings)?,
+        Input::Live(live_config) => live::capture(config, live_config, out, err)?,
+        Input::ListInterfaces => {
+            for line in capture::list_devices()? {
+                writeln!(out, "{line}")?;
+            }
+            out.flush()?;
+            return Ok(Outcome { flagged: 0 });
+        }
+    };
     for warning in &analysis.warnings {
         writeln!(err, "staleconn: warning: {warning}")?;
     }
-    let rendered = config.output.renderer().render(&analysis);
+    let live = matches!(config.input, Input::Live(_));
+    let rendered = config.output.renderer(live).render(&analysis);
     out.write_all(rendered.as_bytes())?;
     out.flush()?;
     Ok(Outcome {

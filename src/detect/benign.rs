@@ -109,12 +109,12 @@ fn judge(flow: &Flow, evidence: &mut Evidence) -> (Verdict, String) {
             format!("{answered}; RST #{} from the {from}", rst.at.frame),
         );
     }
-    debug_assert_eq!(flow.end, End::CaptureEnd);
+    let why = match flow.end {
+        End::Evicted => "evicted from the full flow table while still open",
+        End::Closed | End::CaptureEnd => "still open at the end of the capture",
+    };
     (
         Verdict::OpenAtEnd,
-        format!(
-            "{answered}; still open at the end of the capture (last packet #{})",
-            flow.last.frame
-        ),
+        format!("{answered}; {why} (last packet #{})", flow.last.frame),
     )
 }

@@ -22,13 +22,18 @@ pub fn keepalive_race(flow: &Flow) -> Option<Finding> {
     if close_idle < IMMEDIATE_CLOSE || flow.connection_close {
         return None;
     }
-    // The request acknowledges the FIN: the client had it and sent anyway.
-    let sent_after_fin = !request.ack.before(close.fin_seq.plus(1));
-    let request_minus_fin = request.at.ts.since(close.fin.ts);
+    // The close came before any reset of the request: a request reset first (and the
+    // connection closed later) met something else, such as a NAT that forgot it.
     let rst = flow
         .from_server
         .rst
         .filter(|r| r.at.frame > request.at.frame);
+    if rst.is_some_and(|r| r.at.frame < close.fin.frame) {
+        return None;
+    }
+    // The request acknowledges the FIN: the client had it and sent anyway.
+    let sent_after_fin = !request.ack.before(close.fin_seq.plus(1));
+    let request_minus_fin = request.at.ts.since(close.fin.ts);
 
     let mut evidence = Evidence::for_flow(flow);
     evidence.server_fin_frame = Some(close.fin.frame);
@@ -51,20 +56,24 @@ pub fn keepalive_race(flow: &Flow) -> Option<Finding> {
         .map(|i| format!(" after {} idle", human(i)))
         .unwrap_or_default();
     let offset = human(request_minus_fin.abs());
-    let side = evidence.capture_side;
+    let side = match evidence.capture_side {
+        "unknown" => "where captured",
+        "client" => "at the client",
+        _ => "at the server",
+    };
     let how = if sent_after_fin {
         format!(
-            "was sent after the server's FIN #{} had reached the client (it acknowledges the FIN; {offset} apart at the {side})",
+            "was sent after the server's FIN #{} had reached the client (it acknowledges the FIN; {offset} apart {side})",
             close.fin.frame
         )
     } else if request_minus_fin <= 0 {
         format!(
-            "crossed the server's FIN #{} in flight ({offset} before the FIN at the {side})",
+            "crossed the server's FIN #{} in flight ({offset} before the FIN {side})",
             close.fin.frame
         )
     } else {
         format!(
-            "crossed the server's FIN #{} in flight ({offset} after the FIN at the {side}, not acknowledging it)",
+            "crossed the server's FIN #{} in flight ({offset} after the FIN {side}, not acknowledging it)",
             close.fin.frame
         )
     };

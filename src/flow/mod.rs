@@ -95,6 +95,8 @@ pub enum End {
     Closed,
     /// The capture ended with the connection still open (or half-closed).
     CaptureEnd,
+    /// Handed on while still open, to make room in a full flow table.
+    Evicted,
 }
 
 /// One side's sending state.
@@ -455,17 +457,35 @@ pub struct FlowTable {
     flows: HashMap<FlowKey, Flow>,
     /// Flows that closed, oldest first, to hand on once their grace period is over.
     closed: VecDeque<(Timestamp, FlowKey, u64)>,
+    /// Every tracked flow once, in eviction order: the time it was last looked at, oldest
+    /// first. A flow active since it was queued gets a second chance at the back (CLOCK),
+    /// so the one evicted is the one idle longest, at constant cost per eviction.
+    age: VecDeque<(Timestamp, FlowKey, u64)>,
     targets: Vec<Target>,
     next_id: u64,
+    max_flows: usize,
+    evicted: u64,
 }
+
+/// Enough for a busy node; each tracked flow costs a few hundred bytes.
+pub const DEFAULT_MAX_FLOWS: usize = 1_000_000;
 
 impl FlowTable {
     pub fn new(targets: Vec<Target>) -> FlowTable {
+        FlowTable::with_capacity_limit(targets, DEFAULT_MAX_FLOWS)
+    }
+
+    /// A table that never tracks more than `max_flows` at once: the flow idle longest is
+    /// handed on (ended `Evicted`) to make room.
+    pub fn with_capacity_limit(targets: Vec<Target>, max_flows: usize) -> FlowTable {
         FlowTable {
             flows: HashMap::new(),
             closed: VecDeque::new(),
+            age: VecDeque::new(),
             targets,
             next_id: 1,
+            max_flows: max_flows.max(1),
+            evicted: 0,
         }
     }
 
@@ -477,6 +497,11 @@ impl FlowTable {
         self.flows.is_empty()
     }
 
+    /// Flows handed on early because the table was full.
+    pub fn evicted(&self) -> u64 {
+        self.evicted
+    }
+
     /// Whether `--target` selects this segment (always, without targets).
     pub fn is_targeted(&self, seg: &Segment) -> bool {
         self.targets.is_empty()
@@ -486,8 +511,14 @@ impl FlowTable {
             })
     }
 
-    /// Adds one segment; flows that are done are passed to `done`.
-    pub fn observe(&mut self, seg: &Segment, at: Stamp, done: &mut impl FnMut(Flow)) {
+    /// Adds one segment; flows that are done are passed to `done`. Returns the flow when
+    /// this segment closed it (RST, or the second FIN): the moment its story is told.
+    pub fn observe(
+        &mut self,
+        seg: &Segment,
+        at: Stamp,
+        done: &mut impl FnMut(Flow),
+    ) -> Option<&Flow> {
         self.release_closed(at.ts, done);
         let src = SocketAddr::new(seg.src, seg.src_port);
         let dst = SocketAddr::new(seg.dst, seg.dst_port);
@@ -502,25 +533,38 @@ impl FlowTable {
                 let was_closed = flow.is_closed();
                 let from_client = flow.client == src;
                 flow.observe(seg, at, from_client);
-                if !was_closed && flow.is_closed() {
-                    self.closed.push_back((at.ts, key, flow.id));
+                if was_closed || !flow.is_closed() {
+                    return None;
                 }
-                return;
+                self.closed.push_back((at.ts, key, flow.id));
+                return self.flows.get(&key);
             }
             // A new SYN on this 4-tuple: the port was reused and a new connection begins.
             if let Some(old) = self.flows.remove(&key) {
-                done(finish(old));
+                let end = if old.is_closed() {
+                    End::Closed
+                } else {
+                    End::CaptureEnd
+                };
+                done(finish(old, end));
             }
         }
 
+        if self.flows.len() >= self.max_flows {
+            self.evict_idlest(done);
+        }
         let (client, server, orientation) = self.orient(seg, src, dst);
         let mut flow = Flow::new(self.next_id, client, server, orientation, at);
         self.next_id += 1;
         flow.observe(seg, at, client == src);
-        if flow.is_closed() {
+        let closed = flow.is_closed();
+        if closed {
             self.closed.push_back((at.ts, key, flow.id));
         }
+        self.age.push_back((at.ts, key, flow.id));
         self.flows.insert(key, flow);
+        self.drop_stale_age_entries();
+        if closed { self.flows.get(&key) } else { None }
     }
 
     fn orient(
@@ -549,6 +593,36 @@ impl FlowTable {
         }
     }
 
+    /// Makes room: hands on the flow that has been idle longest.
+    fn evict_idlest(&mut self, done: &mut impl FnMut(Flow)) {
+        let mut second_chances = self.age.len();
+        while let Some((queued, key, id)) = self.age.pop_front() {
+            let Some(flow) = self.flows.get(&key).filter(|f| f.id == id) else {
+                continue; // released or replaced since it was queued
+            };
+            if flow.last.ts > queued && second_chances > 0 {
+                second_chances -= 1;
+                self.age.push_back((flow.last.ts, key, id));
+                continue;
+            }
+            if let Some(flow) = self.flows.remove(&key) {
+                self.evicted += 1;
+                done(finish(flow, End::Evicted));
+            }
+            return;
+        }
+    }
+
+    /// Entries of flows that are gone are dropped once they outnumber the live ones, so
+    /// the queue grows with the flows tracked, not with the flows ever seen.
+    fn drop_stale_age_entries(&mut self) {
+        if self.age.len() > 2 * self.flows.len() + 1024 {
+            let flows = &self.flows;
+            self.age
+                .retain(|(_, key, id)| flows.get(key).is_some_and(|f| f.id == *id));
+        }
+    }
+
     /// Hands on closed flows whose grace period is over by packet time `now`.
     pub fn release_closed(&mut self, now: Timestamp, done: &mut impl FnMut(Flow)) {
         while let Some(&(closed_at, key, id)) = self.closed.front() {
@@ -559,7 +633,7 @@ impl FlowTable {
             if self.flows.get(&key).is_some_and(|f| f.id == id)
                 && let Some(flow) = self.flows.remove(&key)
             {
-                done(finish(flow));
+                done(finish(flow, End::Closed));
             }
         }
     }
@@ -569,18 +643,20 @@ impl FlowTable {
         let mut rest: Vec<Flow> = self.flows.drain().map(|(_, f)| f).collect();
         rest.sort_by_key(|f| f.id);
         self.closed.clear();
+        self.age.clear();
         for flow in rest {
-            done(finish(flow));
+            let end = if flow.is_closed() {
+                End::Closed
+            } else {
+                End::CaptureEnd
+            };
+            done(finish(flow, end));
         }
     }
 }
 
-fn finish(mut flow: Flow) -> Flow {
-    flow.end = if flow.is_closed() {
-        End::Closed
-    } else {
-        End::CaptureEnd
-    };
+fn finish(mut flow: Flow, end: End) -> Flow {
+    flow.end = end;
     flow
 }
 

@@ -11,7 +11,10 @@ use crate::detect::{Evidence, Verdict};
 use crate::time::{Timestamp, secs};
 use crate::{Analysis, FlowReport};
 
-pub struct JsonReport;
+pub struct JsonReport {
+    /// One line per document, for a stream of JSON lines.
+    pub one_line: bool,
+}
 
 #[derive(Serialize)]
 struct Document<'a> {
@@ -51,7 +54,19 @@ struct Summary<'a> {
     flagged: usize,
     verdicts: BTreeMap<&'static str, usize>,
     packets: Packets,
+    /// Flows handed on early because the flow table was full.
+    evicted: u64,
+    /// Live capture only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    kernel: Option<Kernel>,
     warnings: &'a [String],
+}
+
+#[derive(Serialize)]
+struct Kernel {
+    received: u64,
+    dropped: u64,
+    if_dropped: u64,
 }
 
 #[derive(Serialize)]
@@ -85,11 +100,34 @@ impl Render for JsonReport {
                     used: analysis.packets.used,
                     skipped: analysis.packets.skipped.clone(),
                 },
+                evicted: analysis.evicted,
+                kernel: analysis.kernel.map(|k| Kernel {
+                    received: k.received,
+                    dropped: k.dropped,
+                    if_dropped: k.if_dropped,
+                }),
                 warnings: &analysis.warnings,
             },
         };
-        let mut text = serde_json::to_string_pretty(&document)
-            .unwrap_or_else(|e| format!("{{\"error\": \"cannot serialise the report: {e}\"}}"));
+        self.to_text(&document)
+    }
+
+    fn render_flagged(&self, flow: &FlowReport) -> String {
+        let mut line = serde_json::to_string(&json_flow(flow)).unwrap_or_default();
+        line.push('\n');
+        line
+    }
+}
+
+impl JsonReport {
+    fn to_text(&self, value: &impl Serialize) -> String {
+        let text = if self.one_line {
+            serde_json::to_string(value)
+        } else {
+            serde_json::to_string_pretty(value)
+        };
+        let mut text =
+            text.unwrap_or_else(|e| format!("{{\"error\": \"cannot serialise the report: {e}\"}}"));
         text.push('\n');
         text
     }

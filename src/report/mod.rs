@@ -4,11 +4,14 @@
 mod json;
 mod table;
 
-use crate::Analysis;
+use crate::{Analysis, FlowReport};
 
-/// Something that renders a whole analysis.
+/// Something that renders a whole analysis, and a live capture's announcements.
 pub trait Render {
     fn render(&self, analysis: &Analysis) -> String;
+
+    /// One line, newline included, for a flow flagged while a live capture runs.
+    fn render_flagged(&self, flow: &FlowReport) -> String;
 }
 
 /// The output the user chose.
@@ -16,15 +19,18 @@ pub trait Render {
 pub enum Output {
     /// The verdict table for people; `all` lists benign flows too.
     Table { all: bool, color: bool },
-    /// One JSON document listing every flow.
+    /// One JSON document listing every flow; `lines` puts it on one line, after the
+    /// one-line announcements of a live capture.
     Json,
 }
 
 impl Output {
-    pub fn renderer(self) -> Box<dyn Render> {
+    /// `live`: the output is a stream (announcements, then the report), so JSON goes one
+    /// object per line.
+    pub fn renderer(self, live: bool) -> Box<dyn Render> {
         match self {
             Output::Table { all, color } => Box::new(table::TableReport { all, color }),
-            Output::Json => Box::new(json::JsonReport),
+            Output::Json => Box::new(json::JsonReport { one_line: live }),
         }
     }
 }

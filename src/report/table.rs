@@ -33,6 +33,23 @@ impl Render for TableReport {
         self.write_summary(&mut out, analysis);
         out
     }
+
+    fn render_flagged(&self, flow: &FlowReport) -> String {
+        let verdict = flow.finding.verdict.name();
+        let verdict = if self.color {
+            format!("\x1b[1;31m{verdict}\x1b[0m")
+        } else {
+            verdict.to_string()
+        };
+        format!(
+            "{} flow {} {} -> {} {verdict}: {}\n",
+            utc(flow.last_seen),
+            flow.id,
+            flow.client,
+            flow.server,
+            flow.finding.sentence
+        )
+    }
 }
 
 impl TableReport {
@@ -137,5 +154,25 @@ impl TableReport {
             let _ = write!(line, ", {n} skipped ({})", skip.name());
         }
         let _ = writeln!(out, "{line}");
+        if analysis.evicted > 0 {
+            let _ = writeln!(
+                out,
+                "Evicted: {} flows, from a full flow table while still open",
+                analysis.evicted
+            );
+        }
+        if let Some(k) = analysis.kernel {
+            let _ = writeln!(
+                out,
+                "Kernel: {} packets received, {} dropped by the kernel, {} by the interface",
+                k.received, k.dropped, k.if_dropped
+            );
+            if k.dropped + k.if_dropped > 0 {
+                let _ = writeln!(
+                    out,
+                    "WARNING: packets were dropped during capture; a missing packet can hide a pattern, so some verdicts may be wrong or missing"
+                );
+            }
+        }
     }
 }
