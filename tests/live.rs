@@ -1,0 +1,366 @@
+//! Live capture, on the loopback of a network namespace each test makes, with real traffic
+//! from real kernel TCP (tests/live_traffic.py): the live verdicts and figures equal the
+//! offline analysis of the `-w` file of the same run; every way of stopping ends with the
+//! report and the kernel's counts; a missing device and missing permission give one line.
+//! These need root (namespaces, capture); without it they say they were skipped and why.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const FILTER: &str = "tcp port 18080 or tcp port 18081";
+
+fn staleconn() -> String {
+    assert_cmd::cargo::cargo_bin("staleconn")
+        .display()
+        .to_string()
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// A network namespace with its loopback up, removed when dropped.
+struct Netns {
+    name: String,
+}
+
+impl Netns {
+    /// `None`, with a note on stderr, when this test cannot run here.
+    fn new(test: &str) -> Option<Netns> {
+        if !is_root() {
+            eprintln!(
+                "SKIPPED {test}: live capture tests need root (network namespaces, packet capture); CI runs them as root"
+            );
+            return None;
+        }
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let name = format!(
+            "sc-test-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::SeqCst)
+        );
+        run(Command::new("ip").args(["netns", "add", &name]));
+        let ns = Netns { name };
+        run(Command::new("ip").args(["-n", &ns.name, "link", "set", "lo", "up"]));
+        Some(ns)
+    }
+
+    fn command(&self, program: &str) -> Command {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.name, program]);
+        cmd
+    }
+
+    /// Starts staleconn here and waits until it is listening.
+    fn start_capture(&self, args: &[&str]) -> Capture {
+        let mut child = self
+            .command(&staleconn())
+            .args(args)
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start staleconn");
+        let (lines, received) = mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = lines.send(line);
+            }
+        });
+        let first = received
+            .recv_timeout(Duration::from_secs(10))
+            .expect("staleconn says it is listening");
+        assert!(first.contains("listening on lo"), "{first}");
+        Capture {
+            child,
+            stderr: received,
+        }
+    }
+
+    /// The lab traffic: a short keep-alive server raced by a pooled client, and a
+    /// connection that an iptables REJECT answers with RST after 2.6 s idle.
+    fn make_traffic(&self) {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/live_traffic.py");
+        let out = self
+            .command("timeout")
+            .args(["30", "python3"])
+            .arg(script)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "traffic: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let log = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            log.contains("\"race\"") && log.contains("RemoteDisconnected"),
+            "{log}"
+        );
+        assert!(log.contains("ConnectionResetError"), "{log}");
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}
+
+/// A running staleconn.
+struct Capture {
+    child: Child,
+    stderr: mpsc::Receiver<String>,
+}
+
+impl Capture {
+    fn signal(&self, signal: i32) {
+        // `ip netns exec` execs staleconn, so the child's pid is staleconn's own.
+        // SAFETY: kill with a pid this test started and still waits on.
+        unsafe { libc::kill(self.child.id() as i32, signal) };
+    }
+
+    /// Waits (bounded) for it to end and returns its exit code, stdout and stderr.
+    fn finish(mut self) -> (i32, String, String) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("staleconn did not stop");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let mut stdout = String::new();
+        self.child
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut stdout)
+            .unwrap();
+        let stderr: Vec<String> = self.stderr.try_iter().collect();
+        (status.code().unwrap_or(-1), stdout, stderr.join("\n"))
+    }
+}
+
+fn run(cmd: &mut Command) -> Output {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn flows_by_endpoints(doc: &Value) -> Vec<(String, String, Value)> {
+    let mut flows: Vec<(String, String, Value)> = doc["flows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| (f["client"].to_string(), f["server"].to_string(), f.clone()))
+        .collect();
+    flows.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+    flows
+}
+
+#[test]
+fn live_verdicts_equal_offline_verdicts_of_the_same_packets() {
+    let Some(ns) = Netns::new("live_verdicts_equal_offline_verdicts_of_the_same_packets") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let written = dir.path().join("live.pcap");
+    let written = written.to_str().unwrap();
+    let capture = ns.start_capture(&[
+        "-i",
+        "lo",
+        "-w",
+        written,
+        "--format",
+        "json",
+        "--nat-idle",
+        "2s",
+        FILTER,
+    ]);
+    ns.make_traffic();
+    std::thread::sleep(Duration::from_millis(500));
+    capture.signal(libc::SIGINT);
+    let (code, stdout, stderr) = capture.finish();
+    assert_eq!(code, 1, "{stderr}");
+
+    // Announcements, one JSON object per line, then the document on the last line.
+    let lines: Vec<&str> = stdout.lines().collect();
+    let (document, announced) = lines.split_last().expect("output");
+    let live: Value = serde_json::from_str(document).unwrap();
+    let announced: Vec<Value> = announced
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let mut announced_verdicts: Vec<&str> = announced
+        .iter()
+        .map(|f| f["verdict"].as_str().unwrap())
+        .collect();
+    announced_verdicts.sort();
+    assert_eq!(
+        announced_verdicts,
+        ["keepalive_race", "nat_idle_reset"],
+        "{stdout}"
+    );
+
+    let kernel = &live["summary"]["kernel"];
+    assert!(kernel["received"].as_u64().unwrap() > 0, "{kernel}");
+    assert_eq!(kernel["dropped"], 0);
+
+    let offline = Command::new(staleconn())
+        .args([
+            "-r",
+            written,
+            "--format",
+            "json",
+            "--nat-idle",
+            "2s",
+            FILTER,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(offline.status.code(), Some(1));
+    let offline: Value = serde_json::from_slice(&offline.stdout).unwrap();
+
+    let (live_flows, offline_flows) = (flows_by_endpoints(&live), flows_by_endpoints(&offline));
+    assert_eq!(live_flows.len(), 3, "{live}");
+    assert_eq!(live_flows.len(), offline_flows.len());
+    for ((client, server, l), (_, _, o)) in live_flows.iter().zip(&offline_flows) {
+        for key in [
+            "client",
+            "server",
+            "verdict",
+            "evidence",
+            "first_seen",
+            "requests",
+            "longest_idle_s",
+        ] {
+            assert_eq!(
+                l[key], o[key],
+                "{client} -> {server}: {key} differs live and offline"
+            );
+        }
+    }
+    assert_eq!(live["summary"]["verdicts"], offline["summary"]["verdicts"]);
+    assert_eq!(live["summary"]["packets"], offline["summary"]["packets"]);
+    // The announced flows are the flagged ones, with the same evidence.
+    for flow in &announced {
+        let same = live_flows
+            .iter()
+            .find(|(c, s, _)| *c == flow["client"].to_string() && *s == flow["server"].to_string());
+        assert_eq!(
+            same.map(|(_, _, f)| &f["evidence"]),
+            Some(&flow["evidence"])
+        );
+    }
+}
+
+#[test]
+fn sigterm_ends_with_the_table_and_kernel_counts() {
+    let Some(ns) = Netns::new("sigterm_ends_with_the_table_and_kernel_counts") else {
+        return;
+    };
+    let capture = ns.start_capture(&["-i", "lo", FILTER]);
+    capture.signal(libc::SIGTERM);
+    let (code, stdout, stderr) = capture.finish();
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("Flows: 0 analysed, 0 flagged"), "{stdout}");
+    assert!(
+        stdout.contains("Kernel: 0 packets received, 0 dropped by the kernel"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn duration_ends_the_capture() {
+    let Some(ns) = Netns::new("duration_ends_the_capture") else {
+        return;
+    };
+    let started = Instant::now();
+    let capture = ns.start_capture(&["-i", "lo", "--duration", "1s", FILTER]);
+    let (code, stdout, stderr) = capture.finish();
+    assert_eq!(code, 0, "{stderr}");
+    assert!(started.elapsed() < Duration::from_secs(15));
+    assert!(stdout.contains("Kernel:"), "{stdout}");
+}
+
+#[test]
+fn count_ends_the_capture_after_that_many_packets() {
+    let Some(ns) = Netns::new("count_ends_the_capture_after_that_many_packets") else {
+        return;
+    };
+    let capture = ns.start_capture(&["-i", "lo", "-c", "4", "--all", FILTER]);
+    // Two refused connections: SYN and RST each.
+    let connect = "import socket\nfor _ in range(3):\n  s = socket.socket(); s.settimeout(2)\n  try: s.connect(('127.0.0.1', 18080))\n  except OSError: pass\n  s.close()";
+    run(ns.command("timeout").args(["20", "python3", "-c", connect]));
+    let (code, stdout, stderr) = capture.finish();
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("Packets: 4 read"), "{stdout}");
+    assert!(stdout.contains("refused"), "{stdout}");
+    assert!(stdout.contains("Kernel:"), "{stdout}");
+}
+
+#[test]
+fn no_such_device_is_one_line_naming_the_devices() {
+    let Some(ns) = Netns::new("no_such_device_is_one_line_naming_the_devices") else {
+        return;
+    };
+    let out = ns
+        .command(&staleconn())
+        .args(["-i", "nosuchdev"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("nosuchdev: no such interface; interfaces here:") && stderr.contains("lo"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn no_permission_says_what_to_run() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    let Some(_ns) = Netns::new("no_permission_says_what_to_run") else {
+        return;
+    };
+    // A copy nobody can run, wherever the checkout lives.
+    let dir = tempfile::tempdir().unwrap();
+    let binary = dir.path().join("staleconn");
+    std::fs::copy(staleconn(), &binary).unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&binary, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = Command::new(&binary)
+        .args(["-i", "lo"])
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("no permission to capture")
+            && stderr.contains("setcap cap_net_raw,cap_net_admin"),
+        "{stderr}"
+    );
+}
