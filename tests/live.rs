@@ -264,7 +264,7 @@ fn live_verdicts_equal_offline_verdicts_of_the_same_packets() {
     for flow in &announced {
         let same = live_flows
             .iter()
-            .find(|(c, s, _)| *c == flow["client"].to_string() && *s == flow["server"].to_string());
+            .find(|(_, _, f)| f["client"] == flow["client"] && f["server"] == flow["server"]);
         assert_eq!(
             same.map(|(_, _, f)| &f["evidence"]),
             Some(&flow["evidence"])
