@@ -36,7 +36,8 @@ set -euo pipefail
 [ "$(id -u)" = 0 ] || { echo "run.sh: must be run as root" >&2; exit 1; }
 
 LAB=$(cd "$(dirname "$0")" && pwd)
-OUT=$(dirname "$LAB")
+OUT=${LAB_OUT:-$(dirname "$LAB")}       # LAB_OUT=dir writes elsewhere (keeps the committed captures)
+STALECONN=${STALECONN:-}                 # STALECONN=path: also run staleconn -i live in each race phase
 DELAY_MS=${DELAY_MS:-25}
 NAT_SCALE=${NAT_SCALE:-1}
 QNUM=7
@@ -85,6 +86,17 @@ cap() {
     PIDS+=("$pid"); CAP_PIDS+=("$pid:$name")
     wait_for grep -q "listening on" "$WORK/tcpdump-$name.log" || { log "tcpdump $name did not start"; cat "$WORK/tcpdump-$name.log" >&2; exit 1; }
 }
+# live NS NAME ARGS...: staleconn -i in NS beside tcpdump; its -w file $OUT/NAME.pcap,
+# its JSON lines $OUT/NAME.json; compared with -r on its own -w file after the run
+live() {
+    local ns=$1 name=$2; shift 2
+    ip netns exec "$ns" "$STALECONN" --format json -w "$OUT/$name.pcap" "$@" \
+        > "$OUT/$name.json" 2>"$WORK/staleconn-$name.log" &
+    local pid=$!
+    PIDS+=("$pid"); CAP_PIDS+=("$pid:$name"); LIVE_NAMES+=("$name")
+    wait_for grep -q "listening on" "$WORK/staleconn-$name.log" || { log "staleconn $name did not start"; cat "$WORK/staleconn-$name.log" >&2; exit 1; }
+}
+LIVE_NAMES=()
 stop_caps() {   # stop_caps NAME...: stop the named captures
     local want e
     for want in "$@"; do
@@ -201,6 +213,10 @@ race_phase() {   # race_phase PROTO PORT REFUSED_PORT
         cap $NS_C race-tls12-client-s96.pcap -i c0 -s 96 "$f"
         names+=(race-tls12-client-any.pcap race-tls12-client-sll.pcap race-tls12-client-nano.pcap race-tls12-client-s96.pcap)
     fi
+    if [ -n "$STALECONN" ]; then
+        live $NS_C "live-race-$proto-client" -i c0 "$f"
+        names+=("live-race-$proto-client")
+    fi
     if [ "$proto" = plain ]; then extra=(--host6 "$SRV6"); fi
     rm -f "$WORK/ready-$proto" "$WORK/stopped-$proto"
     ip netns exec $NS_C python3 "$LAB/race_client.py" --proto "$proto" --host $SRV4 \
@@ -245,6 +261,10 @@ editcap -F pcapng "$OUT/race-tls12-client.pcap" "$OUT/race-tls12-client.pcapng"
 editcap -F pcapng "$OUT/nat-client-any.pcap" "$OUT/nat-client-any.pcapng"
 
 log "measuring -> expected.tsv"
+for name in "${LIVE_NAMES[@]}"; do
+    "$STALECONN" -r "$OUT/$name.pcap" --format json > "$OUT/$name.offline.json" || true
+    python3 "$LAB/compare_live.py" "$OUT/$name.json" "$OUT/$name.offline.json" >&2
+done
 python3 "$LAB/measure.py" --dir "$OUT" --clients "$OUT/lab/last-run/clients.jsonl" \
     --out "$OUT/expected.tsv" --delay-ms "$DELAY_MS"
 ls -l "$OUT"/*.pcap "$OUT"/*.pcapng >&2
