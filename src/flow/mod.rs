@@ -885,3 +885,15 @@ mod tests {
         assert_eq!(feed.table.len(), 1);
     }
 }
+
+#[cfg(test)]
+mod size {
+    /// An open idle flow is kept for as long as it lives (a NAT reset needs it), possibly
+    /// for days, next to many others: it must not grow unnoticed. 632 bytes today; the
+    /// speed-and-scale work (issue 5) is to bring it down.
+    #[test]
+    fn a_tracked_flow_stays_small() {
+        let size = std::mem::size_of::<super::Flow>();
+        assert!(size <= 640, "Flow grew to {size} bytes");
+    }
+}
