@@ -109,16 +109,41 @@ impl Payload {
     }
 }
 
-/// Whether a plaintext HTTP response head says `Connection: close`.
-pub fn says_connection_close(captured: &[u8]) -> bool {
-    const NEEDLE: &[u8] = b"\r\nconnection: close";
-    let head_end = captured
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map_or(captured.len(), |p| p + 2);
-    captured[..head_end]
-        .windows(NEEDLE.len())
-        .any(|w| w.eq_ignore_ascii_case(NEEDLE))
+/// What a plaintext HTTP/1 response head announces about the connection's life.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ResponseHead {
+    /// `Connection: close`.
+    pub connection_close: bool,
+    /// `Keep-Alive: timeout=N`, in seconds: the server's own word on its idle timer.
+    pub keepalive_timeout_s: Option<u32>,
+}
+
+/// Parses a response head with httparse; `None` when the capture holds no complete head
+/// (a snapshot length can cut it).
+pub fn response_head(captured: &[u8]) -> Option<ResponseHead> {
+    let mut headers = [httparse::EMPTY_HEADER; 48];
+    let mut response = httparse::Response::new(&mut headers);
+    match response.parse(captured) {
+        Ok(httparse::Status::Complete(_)) => {}
+        _ => return None,
+    }
+    let mut head = ResponseHead::default();
+    for header in response.headers.iter() {
+        let value = std::str::from_utf8(header.value).unwrap_or("").trim();
+        if header.name.eq_ignore_ascii_case("connection") {
+            head.connection_close |= value
+                .split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case("close"));
+        } else if header.name.eq_ignore_ascii_case("keep-alive") {
+            head.keepalive_timeout_s = value.split(',').find_map(|param| {
+                let (key, n) = param.split_once('=')?;
+                key.trim()
+                    .eq_ignore_ascii_case("timeout")
+                    .then(|| n.trim().parse().ok())?
+            });
+        }
+    }
+    Some(head)
 }
 
 #[cfg(test)]
@@ -160,15 +185,22 @@ mod tests {
     }
 
     #[test]
-    fn connection_close_header_only_in_the_head() {
-        assert!(says_connection_close(
-            b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n"
-        ));
-        assert!(!says_connection_close(
-            b"HTTP/1.1 200 OK\r\nConnection: keep-alive\r\n\r\n"
-        ));
-        assert!(!says_connection_close(
-            b"HTTP/1.1 200 OK\r\n\r\n\r\nConnection: close"
-        ));
+    fn response_head_announcements() {
+        let head = response_head(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n").unwrap();
+        assert!(head.connection_close);
+        let head = response_head(
+            b"HTTP/1.1 200 OK\r\nKeep-Alive: timeout=5, max=100\r\nConnection: Keep-Alive\r\n\r\nbody",
+        )
+        .unwrap();
+        assert_eq!(
+            head,
+            ResponseHead {
+                connection_close: false,
+                keepalive_timeout_s: Some(5)
+            }
+        );
+        let after_head = response_head(b"HTTP/1.1 200 OK\r\n\r\nConnection: close").unwrap();
+        assert!(!after_head.connection_close);
+        assert_eq!(response_head(b"HTTP/1.1 200 OK\r\nConnec"), None);
     }
 }
