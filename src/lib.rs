@@ -2,6 +2,7 @@
 //! keep-alive connections died. `run` is the one place the stages are wired:
 //! capture -> decode -> flow -> detect -> report.
 
+pub mod advice;
 pub mod capture;
 pub mod cli;
 pub mod decode;
@@ -18,6 +19,8 @@ use std::io::Write;
 use std::net::SocketAddr;
 
 use anyhow::Result;
+
+use advice::{Advisor, ServerAdvice};
 
 use capture::{KernelStats, Next, Packet, Source};
 use cli::{Config, Input};
@@ -78,6 +81,8 @@ pub struct Analysis {
     pub flows: Vec<FlowReport>,
     /// Every flow, kept or not, counted by verdict.
     pub verdicts: BTreeMap<Verdict, usize>,
+    /// Per server: measured timeouts, likely culprits, what to change.
+    pub servers: Vec<ServerAdvice>,
     pub packets: PacketCounts,
     /// Flows handed on early because the flow table was full.
     pub evicted: u64,
@@ -151,6 +156,8 @@ struct Judged {
     verdicts: BTreeMap<Verdict, usize>,
     /// Live: flagged flows announced and not yet handed on, so each is announced once.
     announced: HashSet<u64>,
+    /// Per-server measurements, from every flow.
+    advisor: Advisor,
 }
 
 impl Judged {
@@ -158,6 +165,7 @@ impl Judged {
     fn record(&mut self, settings: &Settings, flow: Flow) {
         self.announced.remove(&flow.id);
         let finding = detect::judge(&flow, &settings.thresholds);
+        self.advisor.observe(&flow, &finding);
         *self.verdicts.entry(finding.verdict).or_default() += 1;
         if settings.keep_benign || finding.verdict.flagged() {
             self.flows.push(FlowReport::new(&flow, finding));
@@ -264,6 +272,7 @@ impl<'s> Pipeline<'s> {
             link_type: self.link.name(),
             first_packet: self.first_packet,
             last_packet: self.last_packet,
+            servers: self.judged.advisor.finish(),
             flows: self.judged.flows,
             verdicts: self.judged.verdicts,
             packets: self.packets,

@@ -45,7 +45,8 @@ fn flagged_flows_exit_1_and_show_in_the_table() {
     assert!(table.contains("keepalive_race"), "{table}");
     assert!(table.contains("server closed after 5.00"), "{table}");
     assert!(table.contains("crossed the server's FIN"), "{table}");
-    assert!(table.contains("What to change:"), "{table}");
+    assert!(table.contains("fix: set the client's max idle time to 4 s"), "{table}");
+    assert!(table.contains("likely: Apache httpd KeepAliveTimeout"), "{table}");
     assert!(
         table.contains("Packets: 262 read, 262 used in flows"),
         "{table}"
@@ -120,6 +121,11 @@ fn json_lists_every_flow_with_verdict_and_evidence() {
     assert_eq!(doc["summary"]["flagged"], 8);
     assert_eq!(doc["summary"]["verdicts"]["keepalive_race"], 8);
     assert_eq!(doc["summary"]["packets"]["read"], 262);
+    let server = &doc["servers"][0];
+    assert_eq!(server["server"], "198.19.2.2:443");
+    assert!((server["keepalive"]["median_s"].as_f64().unwrap() - 5.0).abs() < 0.05);
+    assert_eq!(server["max_idle_s"], 4);
+    assert!(server["keepalive_candidates"][0]["source"].is_string());
 }
 
 #[test]

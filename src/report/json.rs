@@ -20,6 +20,8 @@ pub struct JsonReport {
 struct Document<'a> {
     source: Source<'a>,
     flows: Vec<JsonFlow<'a>>,
+    /// Per server: measured timeouts, likely culprits, what to change.
+    servers: &'a [crate::advice::ServerAdvice],
     summary: Summary<'a>,
 }
 
@@ -91,6 +93,7 @@ impl Render for JsonReport {
                 last_packet: analysis.last_packet.map(rfc3339),
             },
             flows: analysis.flows.iter().map(json_flow).collect(),
+            servers: &analysis.servers,
             summary: Summary {
                 flows: analysis.total_flows(),
                 flagged: analysis.flagged(),

@@ -1,7 +1,6 @@
 //! The verdict table for people (comfy-table): flagged flows (or all with `--all`), what to
 //! change, and a summary of every flow by verdict and every packet by what became of it.
 
-use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use comfy_table::{Attribute, Cell, Color, ContentArrangement, Table, presets};
@@ -28,8 +27,8 @@ impl Render for TableReport {
             let _ = writeln!(out, "No flow matches a failure pattern.\n");
         } else {
             let _ = writeln!(out, "{}\n", self.flows_table(&listed));
-            self.write_fixes(&mut out, analysis);
         }
+        self.write_servers(&mut out, analysis);
         self.write_summary(&mut out, analysis);
         out
     }
@@ -95,23 +94,70 @@ impl TableReport {
         table
     }
 
-    /// One line per distinct fix, naming the flows it is for.
-    fn write_fixes(&self, out: &mut String, analysis: &Analysis) {
-        let mut fixes: BTreeMap<&str, Vec<u64>> = BTreeMap::new();
-        for flow in &analysis.flows {
-            if let Some(fix) = &flow.finding.fix {
-                fixes.entry(fix).or_default().push(flow.id);
+    /// Per server with flagged flows (every measured server with `--all`): what was
+    /// measured, which products fit, and what to change.
+    fn write_servers(&self, out: &mut String, analysis: &Analysis) {
+        for server in &analysis.servers {
+            let flagged = server.races + server.nat_resets;
+            if flagged == 0 && !self.all {
+                continue;
             }
+            let count = |n: u64, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
+            let mut failures = Vec::new();
+            if server.races > 0 {
+                failures.push(count(server.races, "keep-alive race"));
+            }
+            if server.nat_resets > 0 {
+                failures.push(count(server.nat_resets, "NAT idle reset"));
+            }
+            let failures = if failures.is_empty() {
+                "no failures".to_string()
+            } else {
+                failures.join(", ")
+            };
+            let _ = writeln!(out, "Server {}: {failures}", server.server);
+            if let Some(k) = &server.keepalive {
+                let announced = server
+                    .announced_keepalive_s
+                    .map(|n| format!("; announces Keep-Alive: timeout={n}"))
+                    .unwrap_or_default();
+                let _ = writeln!(
+                    out,
+                    "  keep-alive: closes idle connections after {:.2} s (n={}, {:.3}-{:.3} s){announced}",
+                    k.median_s, k.n, k.min_s, k.max_s
+                );
+            }
+            if let Some(b) = &server.middlebox {
+                let survived = b
+                    .survived_s
+                    .map(|s| format!("survived {s:.1} s, "))
+                    .unwrap_or_default();
+                let _ = writeln!(
+                    out,
+                    "  middlebox: forgets idle connections: {survived}reset after {:.1} s",
+                    b.reset_s
+                );
+            }
+            for (what, candidates) in [
+                ("likely", &server.keepalive_candidates),
+                ("likely", &server.middlebox_candidates),
+            ] {
+                for c in candidates {
+                    let _ = writeln!(
+                        out,
+                        "  {what}: {}, default {} s ({}); source: {}",
+                        c.name, c.default_s, c.fit, c.source
+                    );
+                }
+            }
+            for advice in &server.advice {
+                let _ = writeln!(out, "  fix: {advice}");
+            }
+            for s in &server.client_settings {
+                let _ = writeln!(out, "    {}: {}", s.client, s.setting);
+            }
+            let _ = writeln!(out);
         }
-        if fixes.is_empty() {
-            return;
-        }
-        let _ = writeln!(out, "What to change:");
-        for (fix, ids) in fixes {
-            let ids: Vec<String> = ids.iter().map(u64::to_string).collect();
-            let _ = writeln!(out, "  flow {}: {fix}", ids.join(", "));
-        }
-        let _ = writeln!(out);
     }
 
     fn write_summary(&self, out: &mut String, analysis: &Analysis) {
