@@ -86,6 +86,10 @@ pub struct Args {
     #[arg(long)]
     pub all: bool,
 
+    /// Show each flagged flow's last packets, numbered as in Wireshark (JSON always has them)
+    #[arg(long)]
+    pub explain: bool,
+
     /// The most flows tracked at once; the one idle longest is evicted to make room
     #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_FLOWS)]
     pub max_flows: usize,
@@ -161,6 +165,7 @@ impl Config {
             Format::Table => Output::Table {
                 all: args.all,
                 color,
+                explain: args.explain,
             },
             Format::Json => Output::Json,
         };

@@ -96,7 +96,7 @@ impl Skip {
     }
 }
 
-/// TCP flag bits as on the wire.
+/// TCP flag bits as on the wire (byte 13 of the header).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct TcpFlags(pub u8);
 
@@ -106,6 +106,29 @@ impl TcpFlags {
     pub const RST: u8 = 0x04;
     pub const PSH: u8 = 0x08;
     pub const ACK: u8 = 0x10;
+    pub const URG: u8 = 0x20;
+    pub const ECE: u8 = 0x40;
+    pub const CWR: u8 = 0x80;
+
+    /// As Wireshark's Info column lists them: "SYN, ACK", "FIN, ACK", "RST".
+    pub fn names(self) -> String {
+        const NAMES: [(u8, &str); 8] = [
+            (TcpFlags::FIN, "FIN"),
+            (TcpFlags::SYN, "SYN"),
+            (TcpFlags::RST, "RST"),
+            (TcpFlags::PSH, "PSH"),
+            (TcpFlags::ACK, "ACK"),
+            (TcpFlags::URG, "URG"),
+            (TcpFlags::ECE, "ECE"),
+            (TcpFlags::CWR, "CWR"),
+        ];
+        let names: Vec<&str> = NAMES
+            .iter()
+            .filter(|(bit, _)| self.0 & bit != 0)
+            .map(|(_, n)| *n)
+            .collect();
+        names.join(", ")
+    }
 
     pub fn fin(self) -> bool {
         self.0 & Self::FIN != 0
@@ -275,11 +298,8 @@ pub fn decode_ip(bytes: &[u8]) -> Result<Segment<'_>, Skip> {
         etherparse::err::tcp::HeaderSliceError::Content(_) => Skip::Malformed,
     })?;
     let header_len = tcp.header_slice().len();
-    let flags = (u8::from(tcp.fin()) * TcpFlags::FIN)
-        | (u8::from(tcp.syn()) * TcpFlags::SYN)
-        | (u8::from(tcp.rst()) * TcpFlags::RST)
-        | (u8::from(tcp.psh()) * TcpFlags::PSH)
-        | (u8::from(tcp.ack()) * TcpFlags::ACK);
+    // Byte 13 of the TCP header: CWR ECE URG ACK PSH RST SYN FIN, as Wireshark's tcp.flags.
+    let flags = tcp.header_slice()[13];
     Ok(Segment {
         src: ip.source_addr(),
         dst: ip.destination_addr(),
@@ -320,6 +340,7 @@ mod tests {
         assert_eq!(seg.flags.0, TcpFlags::PSH | TcpFlags::ACK);
         assert_eq!(seg.ttl, 63);
         assert_eq!(seg.payload_len, 5);
+        assert_eq!(seg.flags.names(), "PSH, ACK");
     }
 
     fn with_prefix(prefix: &[u8]) -> Vec<u8> {

@@ -43,6 +43,21 @@ pub struct FlowReport {
     pub responses: u32,
     pub longest_idle: Nanos,
     pub finding: Finding,
+    /// Flagged flows: their last packets, the failure among them.
+    pub timeline: Vec<TimelineEntry>,
+}
+
+/// One packet of a flagged flow's timeline, sequence numbers relative as Wireshark shows them.
+#[derive(Debug, Clone)]
+pub struct TimelineEntry {
+    pub frame: u64,
+    pub ts: Timestamp,
+    pub from_client: bool,
+    pub flags: decode::TcpFlags,
+    pub seq: u32,
+    pub ack: u32,
+    pub len: u32,
+    pub carried: flow::Carried,
 }
 
 impl FlowReport {
@@ -56,9 +71,43 @@ impl FlowReport {
             requests: flow.requests,
             responses: flow.responses,
             longest_idle: flow.longest_idle,
+            timeline: if finding.verdict.flagged() {
+                timeline(flow)
+            } else {
+                Vec::new()
+            },
             finding,
         }
     }
+}
+
+fn timeline(flow: &Flow) -> Vec<TimelineEntry> {
+    let relative =
+        |value: u32, base: Option<flow::seq::Seq>| value.wrapping_sub(base.map_or(0, |b| b.0));
+    flow.recent
+        .iter()
+        .map(|p| {
+            let (own, other) = if p.from_client {
+                (flow.from_client.base, flow.from_server.base)
+            } else {
+                (flow.from_server.base, flow.from_client.base)
+            };
+            TimelineEntry {
+                frame: p.frame,
+                ts: p.ts,
+                from_client: p.from_client,
+                flags: p.flags,
+                seq: relative(p.seq, own),
+                ack: if p.flags.ack() {
+                    relative(p.ack, other)
+                } else {
+                    0
+                },
+                len: p.len,
+                carried: p.carried,
+            }
+        })
+        .collect()
 }
 
 /// Every packet read is used in a flow or counted under the reason it was skipped.

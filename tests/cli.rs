@@ -45,8 +45,14 @@ fn flagged_flows_exit_1_and_show_in_the_table() {
     assert!(table.contains("keepalive_race"), "{table}");
     assert!(table.contains("server closed after 5.00"), "{table}");
     assert!(table.contains("crossed the server's FIN"), "{table}");
-    assert!(table.contains("fix: set the client's max idle time to 4 s"), "{table}");
-    assert!(table.contains("likely: Apache httpd KeepAliveTimeout"), "{table}");
+    assert!(
+        table.contains("fix: set the client's max idle time to 4 s"),
+        "{table}"
+    );
+    assert!(
+        table.contains("likely: Apache httpd KeepAliveTimeout"),
+        "{table}"
+    );
     assert!(
         table.contains("Packets: 262 read, 262 used in flows"),
         "{table}"
@@ -332,4 +338,61 @@ fn bad_options_exit_2() {
     assert!(one_error_line(&out).contains("not an address or CIDR"));
     let out = staleconn().args(["--format", "json"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn explain_timeline_matches_what_wireshark_shows() {
+    // tshark's frame numbers, relative times and TCP flags for the flow from port 44594,
+    // made by the command at the top of the fixture.
+    let fixture =
+        std::fs::read_to_string("testdata/wireshark/race-tls12-client-port44594.tsv").unwrap();
+    let wireshark: Vec<(u64, f64, u8)> = fixture
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.starts_with("frame"))
+        .map(|l| {
+            let c: Vec<&str> = l.split('\t').collect();
+            let flags = u16::from_str_radix(c[2].trim_start_matches("0x"), 16).unwrap() as u8;
+            (c[0].parse().unwrap(), c[1].parse().unwrap(), flags)
+        })
+        .collect();
+    let out = staleconn()
+        .args(["-r", RACE, "--format", "json"])
+        .output()
+        .unwrap();
+    let doc = json_of(&out.stdout);
+    let flow = doc["flows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["client"] == "198.18.1.2:44594")
+        .unwrap();
+    let timeline = flow["timeline"].as_array().unwrap();
+    assert_eq!(timeline.len(), 12);
+    for packet in timeline {
+        let frame = packet["frame"].as_u64().unwrap();
+        let (_, time, flags) = wireshark
+            .iter()
+            .find(|w| w.0 == frame)
+            .expect("frame in the flow");
+        assert!(
+            (packet["time_s"].as_f64().unwrap() - time).abs() < 1e-6,
+            "frame {frame}"
+        );
+        assert_eq!(
+            packet["flags"],
+            staleconn::decode::TcpFlags(*flags).names(),
+            "frame {frame}"
+        );
+    }
+    // The table shows the same, with the idle gap on its own line.
+    let out = staleconn()
+        .args(["-r", RACE, "--explain"])
+        .output()
+        .unwrap();
+    let table = String::from_utf8(out.stdout).unwrap();
+    assert!(table.contains("... 4.918 s idle ..."), "{table}");
+    assert!(
+        table.contains("TLS Encrypted Alert (close_notify), record 26 bytes"),
+        "{table}"
+    );
 }

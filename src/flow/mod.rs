@@ -88,6 +88,54 @@ pub struct Reset {
     pub ttl: u8,
 }
 
+/// What a packet carried, as a timeline shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Carried {
+    /// No payload (or a RST / SYN, whose flags say it all).
+    #[default]
+    Nothing,
+    KeepaliveProbe,
+    /// Payload already sent before.
+    Retransmission,
+    /// A TLS record of this content type and length starts the segment.
+    Tls {
+        content_type: u8,
+        length: u16,
+    },
+    /// A segment that is only a short TLS record right before a FIN: Wireshark's
+    /// "Encrypted Alert", the close_notify.
+    TlsAlert {
+        length: u16,
+    },
+    /// An HTTP/1 request line; the method by its index in `sniff::HTTP_METHODS`.
+    HttpRequest {
+        method: u8,
+    },
+    /// An HTTP/1 status line.
+    HttpResponse {
+        status: u16,
+    },
+    /// Other new data (a continuation, another protocol).
+    Data,
+}
+
+/// One packet of a flow, as its timeline shows it.
+#[derive(Debug, Clone, Copy)]
+pub struct PacketNote {
+    pub frame: u64,
+    pub ts: Timestamp,
+    pub from_client: bool,
+    pub flags: crate::decode::TcpFlags,
+    pub seq: u32,
+    pub ack: u32,
+    /// True payload length.
+    pub len: u32,
+    pub carried: Carried,
+}
+
+/// Packets kept per flow for its timeline: the end of a flow is where its failure is.
+pub const TIMELINE_PACKETS: usize = 12;
+
 /// How the flow's record came to an end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum End {
@@ -103,6 +151,9 @@ pub enum End {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Direction {
     pub isn: Option<Seq>,
+    /// The first sequence number seen (the ISN when the SYN was seen): what relative
+    /// sequence numbers count from, as in Wireshark.
+    pub base: Option<Seq>,
     /// One past the highest sequence number sent (SYN and FIN count one).
     next_seq: Option<Seq>,
     pub packets: u64,
@@ -144,6 +195,8 @@ pub struct Flow {
     /// any middlebox's idle timer.
     pub longest_answered_silence: Option<Nanos>,
     pub end: End,
+    /// The flow's last packets, oldest first (at most `TIMELINE_PACKETS`).
+    pub recent: VecDeque<PacketNote>,
     last_payload: Option<Timestamp>,
     last_activity: Option<Timestamp>,
     pending_alert: Option<(Stamp, Option<Nanos>)>,
@@ -185,6 +238,7 @@ impl Flow {
             keepalive_header_s: None,
             longest_answered_silence: None,
             end: End::CaptureEnd,
+            recent: VecDeque::with_capacity(TIMELINE_PACKETS),
             last_payload: None,
             last_activity: None,
             pending_alert: None,
@@ -256,19 +310,40 @@ impl Flow {
     }
 
     fn observe(&mut self, seg: &Segment, at: Stamp, from_client: bool) {
+        let carried = self.track(seg, at, from_client);
+        if self.recent.len() == TIMELINE_PACKETS {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(PacketNote {
+            frame: at.frame,
+            ts: at.ts,
+            from_client,
+            flags: seg.flags,
+            seq: seg.seq,
+            ack: seg.ack,
+            len: seg.payload_len,
+            carried,
+        });
+    }
+
+    /// Updates the flow's state with one segment; says what the segment carried.
+    fn track(&mut self, seg: &Segment, at: Stamp, from_client: bool) -> Carried {
         let silence = at.ts.since(self.last.ts);
         self.last = at;
         let flags = seg.flags;
         let seq = Seq(seg.seq);
         let dir = self.direction_mut(from_client);
         dir.packets += 1;
+        if !flags.rst() {
+            dir.base.get_or_insert(seq);
+        }
 
         if flags.rst() {
             if dir.rst.is_none() {
                 dir.rst = Some(Reset { at, ttl: seg.ttl });
             }
             self.note_activity(at);
-            return;
+            return Carried::Nothing;
         }
         dir.ttl = Some(seg.ttl);
 
@@ -283,7 +358,7 @@ impl Flow {
                 &mut self.handshake.syn
             };
             slot.get_or_insert(at);
-            return;
+            return Carried::Nothing;
         }
         if from_client
             && self.handshake.syn_ack.is_some()
@@ -303,11 +378,14 @@ impl Flow {
         let keepalive_probe = seg.payload_len <= 1
             && !flags.fin()
             && dir.next_seq.is_some_and(|next| seq.plus(1) == next);
-        if keepalive_probe {
+        let carried = if keepalive_probe {
             self.keepalive_probes += 1;
+            Carried::KeepaliveProbe
         } else if seg.payload_len > 0 {
-            self.observe_payload(seg, at, from_client, silence);
-        }
+            self.observe_payload(seg, at, from_client, silence)
+        } else {
+            Carried::Nothing
+        };
 
         if flags.fin() {
             let fin_seq = seq.plus(seg.payload_len);
@@ -339,9 +417,16 @@ impl Flow {
             }
             self.note_activity(at);
         }
+        carried
     }
 
-    fn observe_payload(&mut self, seg: &Segment, at: Stamp, from_client: bool, silence: Nanos) {
+    fn observe_payload(
+        &mut self,
+        seg: &Segment,
+        at: Stamp,
+        from_client: bool,
+        silence: Nanos,
+    ) -> Carried {
         let seq = Seq(seg.seq);
         let end = seq.plus(seg.payload_len);
         let dir = self.direction_mut(from_client);
@@ -354,7 +439,7 @@ impl Flow {
                     r.retransmissions += 1;
                 }
             }
-            return;
+            return Carried::Retransmission;
         }
         dir.next_seq = Some(end);
 
@@ -366,6 +451,22 @@ impl Flow {
             self.observe_client_data(payload, seg, at, silence);
         } else {
             self.observe_server_data(payload, seg, at);
+        }
+        match payload {
+            Payload::Tls { record, .. } if self.tls && !from_client && payload.is_tls_alert() => {
+                Carried::TlsAlert {
+                    length: record.length,
+                }
+            }
+            Payload::Tls { record, .. } => Carried::Tls {
+                content_type: record.content_type,
+                length: record.length,
+            },
+            Payload::HttpRequest => sniff::http_method_index(seg.payload)
+                .map_or(Carried::Data, |method| Carried::HttpRequest { method }),
+            Payload::HttpResponse => sniff::http_status(seg.payload)
+                .map_or(Carried::Data, |status| Carried::HttpResponse { status }),
+            Payload::Other => Carried::Data,
         }
     }
 
@@ -904,11 +1005,14 @@ mod tests {
 #[cfg(test)]
 mod size {
     /// An open idle flow is kept for as long as it lives (a NAT reset needs it), possibly
-    /// for days, next to many others: it must not grow unnoticed. 664 bytes today; the
-    /// speed-and-scale work (issue 5) is to bring it down.
+    /// for days, next to many others: it must not grow unnoticed. Today 704 bytes, plus
+    /// its timeline ring on the heap (12 notes of 40 bytes); the speed-and-scale work
+    /// (issue 5) is to bring this down.
     #[test]
     fn a_tracked_flow_stays_small() {
         let size = std::mem::size_of::<super::Flow>();
-        assert!(size <= 672, "Flow grew to {size} bytes");
+        assert!(size <= 704, "Flow grew to {size} bytes");
+        let note = std::mem::size_of::<super::PacketNote>();
+        assert!(note <= 40, "PacketNote grew to {note} bytes");
     }
 }

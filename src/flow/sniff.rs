@@ -51,7 +51,7 @@ pub enum Payload {
     Other,
 }
 
-const HTTP_METHODS: [&[u8]; 9] = [
+pub const HTTP_METHODS: [&[u8]; 9] = [
     b"GET ",
     b"POST ",
     b"PUT ",
@@ -107,6 +107,26 @@ impl Payload {
     pub fn is_tls(self) -> bool {
         matches!(self, Payload::Tls { .. })
     }
+}
+
+/// Which of `HTTP_METHODS` starts an HTTP/1 request line (one byte in a timeline).
+pub fn http_method_index(captured: &[u8]) -> Option<u8> {
+    let index = HTTP_METHODS.iter().position(|m| captured.starts_with(m))?;
+    u8::try_from(index).ok()
+}
+
+/// The method named by `http_method_index`, without its trailing space.
+pub fn http_method_name(index: u8) -> &'static str {
+    HTTP_METHODS
+        .get(usize::from(index))
+        .and_then(|m| std::str::from_utf8(&m[..m.len() - 1]).ok())
+        .unwrap_or("?")
+}
+
+/// The status code of an HTTP/1 status line ("HTTP/1.1 200 OK").
+pub fn http_status(captured: &[u8]) -> Option<u16> {
+    let code = captured.get(9..12)?;
+    std::str::from_utf8(code).ok()?.parse().ok()
 }
 
 /// What a plaintext HTTP/1 response head announces about the connection's life.
@@ -175,6 +195,17 @@ mod tests {
     fn handshake_is_setup() {
         assert!(classify(&[22, 3, 1, 0, 200], 205).is_tls_setup());
         assert!(classify(&[20, 3, 3, 0, 1, 1], 6).is_tls_setup());
+    }
+
+    #[test]
+    fn request_method_and_status_code() {
+        let delete = http_method_index(b"DELETE /x HTTP/1.1\r\n").unwrap();
+        assert_eq!(http_method_name(delete), "DELETE");
+        assert_eq!(
+            http_status(b"HTTP/1.1 503 Service Unavailable\r\n"),
+            Some(503)
+        );
+        assert_eq!(http_status(b"HTTP/1.1"), None);
     }
 
     #[test]

@@ -48,6 +48,24 @@ struct JsonFlow<'a> {
     evidence: &'a Evidence,
     #[serde(skip_serializing_if = "Option::is_none")]
     fix: Option<&'a str>,
+    /// Flagged flows: their last packets, frames numbered as in Wireshark.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    timeline: Vec<JsonPacket>,
+}
+
+#[derive(Serialize)]
+struct JsonPacket {
+    frame: u64,
+    /// Seconds since the capture's first packet, Wireshark's default time column.
+    time_s: f64,
+    /// Seconds since the timeline's previous packet.
+    delta_s: f64,
+    direction: &'static str,
+    flags: String,
+    seq: u32,
+    ack: u32,
+    len: u32,
+    payload: String,
 }
 
 #[derive(Serialize)]
@@ -92,7 +110,11 @@ impl Render for JsonReport {
                 first_packet: analysis.first_packet.map(rfc3339),
                 last_packet: analysis.last_packet.map(rfc3339),
             },
-            flows: analysis.flows.iter().map(json_flow).collect(),
+            flows: analysis
+                .flows
+                .iter()
+                .map(|f| json_flow(f, analysis.first_packet.unwrap_or_default()))
+                .collect(),
             servers: &analysis.servers,
             summary: Summary {
                 flows: analysis.total_flows(),
@@ -116,7 +138,7 @@ impl Render for JsonReport {
     }
 
     fn render_flagged(&self, flow: &FlowReport) -> String {
-        let mut line = serde_json::to_string(&json_flow(flow)).unwrap_or_default();
+        let mut line = serde_json::to_string(&json_flow(flow, Timestamp(0))).unwrap_or_default();
         line.push('\n');
         line
     }
@@ -136,7 +158,32 @@ impl JsonReport {
     }
 }
 
-fn json_flow(flow: &FlowReport) -> JsonFlow<'_> {
+/// `start`: the capture's first packet, for times as Wireshark shows them (0: epoch time).
+fn json_flow(flow: &FlowReport, start: Timestamp) -> JsonFlow<'_> {
+    let mut previous = None;
+    let timeline = flow
+        .timeline
+        .iter()
+        .map(|p| {
+            let delta = previous.map_or(0, |t| p.ts.since(t));
+            previous = Some(p.ts);
+            JsonPacket {
+                frame: p.frame,
+                time_s: secs(p.ts.since(start)),
+                delta_s: secs(delta),
+                direction: if p.from_client {
+                    "client->server"
+                } else {
+                    "server->client"
+                },
+                flags: p.flags.names(),
+                seq: p.seq,
+                ack: p.ack,
+                len: p.len,
+                payload: super::describe(p.carried),
+            }
+        })
+        .collect();
     JsonFlow {
         id: flow.id,
         client: flow.client.to_string(),
@@ -150,6 +197,7 @@ fn json_flow(flow: &FlowReport) -> JsonFlow<'_> {
         summary: &flow.finding.sentence,
         evidence: &flow.finding.evidence,
         fix: flow.finding.fix.as_deref(),
+        timeline,
     }
 }
 

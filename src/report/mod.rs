@@ -17,8 +17,13 @@ pub trait Render {
 /// The output the user chose.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Output {
-    /// The verdict table for people; `all` lists benign flows too.
-    Table { all: bool, color: bool },
+    /// The verdict table for people; `all` lists benign flows too; `explain` adds each
+    /// flagged flow's packet timeline.
+    Table {
+        all: bool,
+        color: bool,
+        explain: bool,
+    },
     /// One JSON document listing every flow; `lines` puts it on one line, after the
     /// one-line announcements of a live capture.
     Json,
@@ -29,7 +34,15 @@ impl Output {
     /// object per line.
     pub fn renderer(self, live: bool) -> Box<dyn Render> {
         match self {
-            Output::Table { all, color } => Box::new(table::TableReport { all, color }),
+            Output::Table {
+                all,
+                color,
+                explain,
+            } => Box::new(table::TableReport {
+                all,
+                color,
+                explain,
+            }),
             Output::Json => Box::new(json::JsonReport { one_line: live }),
         }
     }
@@ -39,3 +52,43 @@ impl Output {
 fn utc(ts: crate::time::Timestamp) -> String {
     ts.to_utc().format("%Y-%m-%d %H:%M:%S%.3f").to_string()
 }
+
+/// What a packet carried, in Wireshark's words where it has them.
+fn describe(carried: crate::flow::Carried) -> String {
+    use crate::flow::Carried;
+    use crate::flow::sniff::{
+        TLS_ALERT, TLS_APPLICATION_DATA, TLS_CHANGE_CIPHER_SPEC, TLS_HANDSHAKE,
+    };
+    match carried {
+        Carried::Nothing => String::new(),
+        Carried::KeepaliveProbe => "TCP keep-alive probe".to_string(),
+        Carried::Retransmission => "retransmission".to_string(),
+        Carried::TlsAlert { length } => {
+            format!("TLS Encrypted Alert (close_notify), record {length} bytes")
+        }
+        Carried::Tls {
+            content_type,
+            length,
+        } => {
+            let what = match content_type {
+                TLS_CHANGE_CIPHER_SPEC => "Change Cipher Spec",
+                TLS_ALERT => "Alert",
+                TLS_HANDSHAKE => "Handshake",
+                TLS_APPLICATION_DATA => "Application Data",
+                _ => "record",
+            };
+            format!("TLS {what}, record {length} bytes")
+        }
+        Carried::HttpRequest { method } => {
+            format!(
+                "HTTP {} request",
+                crate::flow::sniff::http_method_name(method)
+            )
+        }
+        Carried::HttpResponse { status } => format!("HTTP response {status}"),
+        Carried::Data => "data".to_string(),
+    }
+}
+
+/// A gap at least this long between two timeline packets gets a line of its own.
+const IDLE_LINE: crate::time::Nanos = crate::time::NANOS_PER_SEC;

@@ -13,6 +13,7 @@ use crate::{Analysis, FlowReport};
 pub struct TableReport {
     pub all: bool,
     pub color: bool,
+    pub explain: bool,
 }
 
 impl Render for TableReport {
@@ -27,6 +28,9 @@ impl Render for TableReport {
             let _ = writeln!(out, "No flow matches a failure pattern.\n");
         } else {
             let _ = writeln!(out, "{}\n", self.flows_table(&listed));
+        }
+        if self.explain {
+            self.write_timelines(&mut out, analysis);
         }
         self.write_servers(&mut out, analysis);
         self.write_summary(&mut out, analysis);
@@ -92,6 +96,50 @@ impl TableReport {
             ]);
         }
         table
+    }
+
+    /// Each flagged flow's last packets: frame numbers and times as Wireshark shows them
+    /// (time since the capture's first packet), the idle gap on a line of its own.
+    fn write_timelines(&self, out: &mut String, analysis: &Analysis) {
+        let start = analysis.first_packet.unwrap_or_default();
+        for flow in analysis.flows.iter().filter(|f| !f.timeline.is_empty()) {
+            let _ = writeln!(
+                out,
+                "Flow {}  {} -> {}  {}: last {} packets",
+                flow.id,
+                flow.client,
+                flow.server,
+                flow.finding.verdict.name(),
+                flow.timeline.len()
+            );
+            let _ = writeln!(
+                out,
+                "  {:>7} {:>12} {:>10}  {:<4} {:<9} {:>10} {:>10} {:>5}  payload",
+                "frame", "time", "delta", "dir", "flags", "seq", "ack", "len"
+            );
+            let mut previous = None;
+            for p in &flow.timeline {
+                let delta = previous.map_or(0, |t| p.ts.since(t));
+                if delta >= super::IDLE_LINE {
+                    let _ = writeln!(out, "  {:>31}", format!("... {} idle ...", human(delta)));
+                }
+                previous = Some(p.ts);
+                let _ = writeln!(
+                    out,
+                    "  {:>7} {:>12.6} {:>10.6}  {:<4} {:<9} {:>10} {:>10} {:>5}  {}",
+                    p.frame,
+                    crate::time::secs(p.ts.since(start)),
+                    crate::time::secs(delta),
+                    if p.from_client { "C>S" } else { "S>C" },
+                    p.flags.names().replace(", ", ","),
+                    p.seq,
+                    p.ack,
+                    p.len,
+                    super::describe(p.carried)
+                );
+            }
+            let _ = writeln!(out);
+        }
     }
 
     /// Per server with flagged flows (every measured server with `--all`): what was
