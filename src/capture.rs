@@ -8,7 +8,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Result, bail};
-use pcap::{Activated, Capture, Device, Precision, Savefile};
+pub use pcap::Savefile;
+use pcap::{Activated, Capture, Device, Precision};
 
 use crate::decode::LinkType;
 use crate::time::Timestamp;
@@ -62,6 +63,10 @@ pub struct Source {
     /// Live only: what `poll` waits on.
     poll_fd: Option<RawFd>,
     savefile: Option<Savefile>,
+    /// Copy every packet to `savefile` (`-w`), rather than only those picked by `copy_current`.
+    copy_all: bool,
+    /// The current frame's pcap header, for `copy_current`.
+    header: pcap::PacketHeader,
     /// The current frame's bytes, reused from frame to frame.
     buffer: Vec<u8>,
 }
@@ -147,6 +152,15 @@ impl Source {
             filter,
             poll_fd,
             savefile: None,
+            copy_all: false,
+            header: pcap::PacketHeader {
+                ts: libc::timeval {
+                    tv_sec: 0,
+                    tv_usec: 0,
+                },
+                caplen: 0,
+                len: 0,
+            },
             buffer: Vec::with_capacity(65536),
         }
     }
@@ -161,12 +175,34 @@ impl Source {
 
     /// Copies every packet captured from now on into a pcap file, as `tcpdump -w` would.
     pub fn write_to(&mut self, path: &Path) -> Result<()> {
-        let savefile = self
-            .capture
-            .savefile(path)
-            .map_err(|e| anyhow::anyhow!("{}: cannot write ({})", path.display(), pcap_text(&e)))?;
-        self.savefile = Some(savefile);
+        self.open_savefile(path)?;
+        self.copy_all = true;
         Ok(())
+    }
+
+    /// Sends the packets `copy_current` picks to `savefile`.
+    pub fn write_selected_to(&mut self, savefile: Savefile) {
+        self.savefile = Some(savefile);
+    }
+
+    /// Opens a pcap file with this capture's link type and snapshot length. Opened early,
+    /// it can be written after root is dropped.
+    pub fn savefile(&self, path: &Path) -> Result<Savefile> {
+        self.capture
+            .savefile(path)
+            .map_err(|e| anyhow::anyhow!("{}: cannot write ({})", path.display(), pcap_text(&e)))
+    }
+
+    fn open_savefile(&mut self, path: &Path) -> Result<()> {
+        self.savefile = Some(self.savefile(path)?);
+        Ok(())
+    }
+
+    /// Writes the frame `next_packet` returned last to the file of `write_selected_to`.
+    pub fn copy_current(&mut self) {
+        if let Some(savefile) = self.savefile.as_mut() {
+            savefile.write(&pcap::Packet::new(&self.header, &self.buffer));
+        }
     }
 
     /// Writes what the `-w` file has buffered to disk.
@@ -205,10 +241,13 @@ impl Source {
                     {
                         continue;
                     }
-                    if let Some(savefile) = self.savefile.as_mut() {
+                    if self.copy_all
+                        && let Some(savefile) = self.savefile.as_mut()
+                    {
                         savefile.write(&packet);
                     }
                     let header = *packet.header;
+                    self.header = header;
                     self.buffer.clear();
                     self.buffer.extend_from_slice(packet.data);
                     // With nanosecond precision libpcap puts nanoseconds in tv_usec.

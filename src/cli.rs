@@ -86,6 +86,11 @@ pub struct Args {
     #[arg(long)]
     pub all: bool,
 
+    /// Write every packet of the flagged flows to FILE (pcap, the capture's link type), for
+    /// Wireshark; reads the capture a second time (live: needs -w)
+    #[arg(long, value_name = "FILE")]
+    pub write_flagged: Option<PathBuf>,
+
     /// Show each flagged flow's last packets, numbered as in Wireshark (JSON always has them)
     #[arg(long)]
     pub explain: bool,
@@ -133,6 +138,8 @@ pub struct Config {
     pub input: Input,
     pub settings: Settings,
     pub output: Output,
+    /// `--write-flagged`: where the flagged flows' packets go.
+    pub write_flagged: Option<PathBuf>,
 }
 
 impl Config {
@@ -169,6 +176,18 @@ impl Config {
             },
             Format::Json => Output::Json,
         };
+        if args.write_flagged.is_some() {
+            if args.read.as_deref() == Some("-") {
+                bail!(
+                    "--write-flagged reads the capture a second time, which standard input cannot do: save it to a file first (tcpdump -w FILE), or capture with staleconn -i ... -w FILE"
+                );
+            }
+            if args.interface.is_some() && args.write.is_none() {
+                bail!(
+                    "--write-flagged with -i needs -w FILE: the flagged flows are copied from that file when the capture ends"
+                );
+            }
+        }
         let input = match (args.read, args.interface) {
             (Some(path), _) => Input::File(path),
             (None, Some(device)) => Input::Live(LiveConfig {
@@ -197,6 +216,7 @@ impl Config {
                 max_flows: args.max_flows.max(1),
             },
             output,
+            write_flagged: args.write_flagged,
         })
     }
 }

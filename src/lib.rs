@@ -14,7 +14,7 @@ pub mod report;
 pub mod target;
 pub mod time;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Write;
 use std::net::SocketAddr;
 
@@ -39,6 +39,10 @@ pub struct FlowReport {
     pub first_seen: Timestamp,
     /// The flow's last packet when it was judged.
     pub last_seen: Timestamp,
+    /// Its first and last frame numbers, and how many packets it had.
+    pub first_frame: u64,
+    pub last_frame: u64,
+    pub packets: u64,
     pub requests: u32,
     pub responses: u32,
     pub longest_idle: Nanos,
@@ -68,6 +72,9 @@ impl FlowReport {
             server: flow.server,
             first_seen: flow.first.ts,
             last_seen: flow.last.ts,
+            first_frame: flow.first.frame,
+            last_frame: flow.last.frame,
+            packets: flow.from_client.packets + flow.from_server.packets,
             requests: flow.requests,
             responses: flow.responses,
             longest_idle: flow.longest_idle,
@@ -360,6 +367,58 @@ pub fn analyze_file(path: &str, settings: &Settings) -> Result<Analysis> {
     Ok(pipeline.finish(source.name().to_string(), warnings))
 }
 
+/// Where `write_flagged` writes: a path, or a file opened earlier (before dropping root).
+pub enum FlaggedOutput<'a> {
+    Path(&'a std::path::Path),
+    Opened(capture::Savefile),
+}
+
+/// Copies every packet of the flagged flows from the capture at `path` into `out`, with the
+/// capture's link type: a second pass, picking packets by 4-tuple and frame range.
+/// Returns how many packets were written.
+pub fn write_flagged(path: &str, analysis: &Analysis, out: FlaggedOutput) -> Result<u64> {
+    let key = |a: SocketAddr, b: SocketAddr| if a <= b { (a, b) } else { (b, a) };
+    let mut wanted: HashMap<(SocketAddr, SocketAddr), Vec<(u64, u64)>> = HashMap::new();
+    for flow in analysis
+        .flows
+        .iter()
+        .filter(|f| f.finding.verdict.flagged())
+    {
+        wanted
+            .entry(key(flow.client, flow.server))
+            .or_default()
+            .push((flow.first_frame, flow.last_frame));
+    }
+    let mut source = Source::open_file(path, None)?;
+    let savefile = match out {
+        FlaggedOutput::Path(out) => source.savefile(out)?,
+        FlaggedOutput::Opened(savefile) => savefile,
+    };
+    source.write_selected_to(savefile);
+    let link = source.link();
+    let mut written = 0;
+    while let Ok(Next::Packet(packet)) = source.next_packet() {
+        let frame = packet.frame;
+        let picked = decode::decode(link, packet.data).is_ok_and(|seg| {
+            let endpoints = key(
+                SocketAddr::new(seg.src, seg.src_port),
+                SocketAddr::new(seg.dst, seg.dst_port),
+            );
+            wanted.get(&endpoints).is_some_and(|ranges| {
+                ranges
+                    .iter()
+                    .any(|(first, last)| (*first..=*last).contains(&frame))
+            })
+        });
+        if picked {
+            source.copy_current();
+            written += 1;
+        }
+    }
+    source.flush_written()?;
+    Ok(written)
+}
+
 /// What the program's exit code is made from.
 pub struct Outcome {
     pub flagged: usize,
@@ -368,8 +427,8 @@ pub struct Outcome {
 /// Runs what the configuration asks: analyses a file or a live device and writes the
 /// report to `out` (warnings to `err`), or lists the interfaces.
 pub fn run(config: &Config, out: &mut dyn Write, err: &mut dyn Write) -> Result<Outcome> {
-    let analysis = match &config.input {
-        Input::File(path) => analyze_file(path, &config.settings)?,
+    let (analysis, flagged_file) = match &config.input {
+        Input::File(path) => (analyze_file(path, &config.settings)?, None),
         Input::Live(live_config) => live::capture(config, live_config, out, err)?,
         Input::ListInterfaces => {
             for line in capture::list_devices()? {
@@ -381,6 +440,29 @@ pub fn run(config: &Config, out: &mut dyn Write, err: &mut dyn Write) -> Result<
     };
     for warning in &analysis.warnings {
         writeln!(err, "staleconn: warning: {warning}")?;
+    }
+    if let Some(out_path) = &config.write_flagged {
+        // A second pass over the file read, or over the -w file of a live capture.
+        let capture_path = match &config.input {
+            Input::File(path) => path.clone(),
+            Input::Live(live) => live
+                .write
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+            Input::ListInterfaces => String::new(),
+        };
+        let target = match flagged_file {
+            Some(opened) => FlaggedOutput::Opened(opened),
+            None => FlaggedOutput::Path(out_path),
+        };
+        let written = write_flagged(&capture_path, &analysis, target)?;
+        writeln!(
+            err,
+            "staleconn: wrote {written} packets of {} flagged flows to {}",
+            analysis.flagged(),
+            out_path.display()
+        )?;
     }
     let live = matches!(config.input, Input::Live(_));
     let rendered = config.output.renderer(live).render(&analysis);

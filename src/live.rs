@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
 
-use crate::capture::{Next, Source};
+use crate::capture::{Next, Savefile, Source};
 use crate::cli::{Config, LiveConfig};
 use crate::time::Timestamp;
 use crate::{Analysis, Pipeline, privileges};
@@ -23,16 +23,23 @@ const BATCH: usize = 4096;
 const REFRESH: Duration = Duration::from_secs(1);
 
 /// Captures until told to stop; flagged flows are written to `out` as they happen.
+/// Also returns the `--write-flagged` file, opened before root was dropped.
 pub fn capture(
     config: &Config,
     live: &LiveConfig,
     out: &mut dyn Write,
     err: &mut dyn Write,
-) -> Result<Analysis> {
+) -> Result<(Analysis, Option<Savefile>)> {
     let mut source = Source::open_live(&live.options, config.settings.bpf.as_deref())?;
     if let Some(path) = &live.write {
         source.write_to(path)?;
     }
+    // Every file is opened while still privileged, as tcpdump does.
+    let flagged_file = config
+        .write_flagged
+        .as_deref()
+        .map(|p| source.savefile(p))
+        .transpose()?;
     let user = privileges::drop_root(live.user.as_deref())?;
     let stop = stop_on_signals()?;
     let promisc = if live.options.promiscuous {
@@ -119,7 +126,7 @@ pub fn capture(
     }
     let mut analysis = pipeline.finish(source.name().to_string(), warnings);
     analysis.kernel = kernel;
-    Ok(analysis)
+    Ok((analysis, flagged_file))
 }
 
 /// Ctrl-C, SIGTERM and SIGHUP set the returned flag; the loop sees it within one tick.

@@ -396,3 +396,68 @@ fn explain_timeline_matches_what_wireshark_shows() {
         "{table}"
     );
 }
+
+#[test]
+fn write_flagged_holds_exactly_the_flagged_flows_packets() {
+    let dir = tempfile::tempdir().unwrap();
+    let flagged = dir.path().join("flagged.pcap");
+    let out = staleconn()
+        .args(["-r", RACE, "--format", "json", "--write-flagged"])
+        .arg(&flagged)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("wrote 160 packets of 8 flagged flows"),
+        "{stderr}"
+    );
+    let doc = json_of(&out.stdout);
+    let expected: Vec<(Value, Value, Value)> = doc["flows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["flagged"] == true)
+        .map(|f| {
+            (
+                f["client"].clone(),
+                f["verdict"].clone(),
+                f["packets"].clone(),
+            )
+        })
+        .collect();
+    let again = json_of(
+        &staleconn()
+            .arg("-r")
+            .arg(&flagged)
+            .args(["--format", "json"])
+            .output()
+            .unwrap()
+            .stdout,
+    );
+    let found: Vec<(Value, Value, Value)> = again["flows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["client"].clone(),
+                f["verdict"].clone(),
+                f["packets"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(found, expected);
+    assert_eq!(again["source"]["link_type"], "Ethernet");
+    assert_eq!(again["summary"]["packets"]["read"], 160);
+}
+
+#[test]
+fn write_flagged_refuses_standard_input() {
+    let out = staleconn()
+        .args(["-r", "-", "--write-flagged", "x.pcap"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(one_error_line(&out).contains("standard input cannot do"));
+}

@@ -184,11 +184,15 @@ fn live_verdicts_equal_offline_verdicts_of_the_same_packets() {
     let dir = tempfile::tempdir().unwrap();
     let written = dir.path().join("live.pcap");
     let written = written.to_str().unwrap();
+    let flagged = dir.path().join("flagged.pcap");
+    let flagged = flagged.to_str().unwrap();
     let capture = ns.start_capture(&[
         "-i",
         "lo",
         "-w",
         written,
+        "--write-flagged",
+        flagged,
         "--format",
         "json",
         "--nat-idle",
@@ -219,6 +223,16 @@ fn live_verdicts_equal_offline_verdicts_of_the_same_packets() {
         ["keepalive_race", "nat_idle_reset"],
         "{stdout}"
     );
+
+    // --write-flagged copied the two flagged flows out of the -w file.
+    assert!(stderr.contains("of 2 flagged flows to"), "{stderr}");
+    let copied = Command::new(staleconn())
+        .args(["-r", flagged, "--format", "json", "--nat-idle", "2s"])
+        .output()
+        .unwrap();
+    let copied: Value = serde_json::from_slice(&copied.stdout).unwrap();
+    assert_eq!(copied["summary"]["flows"], 2, "{copied}");
+    assert_eq!(copied["summary"]["flagged"], 2, "{copied}");
 
     let kernel = &live["summary"]["kernel"];
     assert!(kernel["received"].as_u64().unwrap() > 0, "{kernel}");
