@@ -91,6 +91,11 @@ pub struct Args {
     #[arg(long, value_name = "FILE")]
     pub write_flagged: Option<PathBuf>,
 
+    /// Draw, per server, every reuse of an idle connection by outcome, with the measured
+    /// timeouts, to an SVG file
+    #[arg(long, value_name = "FILE.svg")]
+    pub plot: Option<PathBuf>,
+
     /// Show each flagged flow's last packets, numbered as in Wireshark (JSON always has them)
     #[arg(long)]
     pub explain: bool,
@@ -140,6 +145,8 @@ pub struct Config {
     pub output: Output,
     /// `--write-flagged`: where the flagged flows' packets go.
     pub write_flagged: Option<PathBuf>,
+    /// `--plot`: where the SVG goes.
+    pub plot: Option<PathBuf>,
 }
 
 impl Config {
@@ -217,6 +224,7 @@ impl Config {
             },
             output,
             write_flagged: args.write_flagged,
+            plot: args.plot,
         })
     }
 }

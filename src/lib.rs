@@ -464,6 +464,9 @@ pub fn run(config: &Config, out: &mut dyn Write, err: &mut dyn Write) -> Result<
             out_path.display()
         )?;
     }
+    if let Some(path) = &config.plot {
+        report::plot::write_svg(path, &analysis)?;
+    }
     let live = matches!(config.input, Input::Live(_));
     let rendered = config.output.renderer(live).render(&analysis);
     out.write_all(rendered.as_bytes())?;

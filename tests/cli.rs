@@ -461,3 +461,32 @@ fn write_flagged_refuses_standard_input() {
     assert_eq!(out.status.code(), Some(2));
     assert!(one_error_line(&out).contains("standard input cannot do"));
 }
+
+#[test]
+fn plot_draws_every_reuse_and_the_measured_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let svg = dir.path().join("race.svg");
+    staleconn()
+        .args(["-r", RACE, "--plot"])
+        .arg(&svg)
+        .output()
+        .unwrap();
+    let text = std::fs::read_to_string(&svg).unwrap();
+    assert!(text.starts_with("<svg"), "{}", &text[..80.min(text.len())]);
+    assert!(text.contains("198.19.2.2:443: idle before each reuse of a pooled connection"));
+    assert!(text.contains("keep-alive race (8)") && text.contains("answered (3)"));
+    assert!(text.contains("server closes idle after 5.00 s (n=9): Apache httpd KeepAliveTimeout"));
+    // Eight race points and the legend's marker, in the race colour.
+    assert_eq!(text.matches(r##"fill="#D62728""##).count(), 9);
+
+    let nat = dir.path().join("nat.svg");
+    staleconn()
+        .args(["-r", "testdata/nat-client.pcap", "--plot"])
+        .arg(&nat)
+        .output()
+        .unwrap();
+    let text = std::fs::read_to_string(&nat).unwrap();
+    assert!(text.contains("longest silence survived: 300.0 s"));
+    assert!(text.contains("shortest silence reset: 380.0 s"));
+    assert!(text.contains("350 s default: AWS NAT Gateway"));
+}

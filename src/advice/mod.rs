@@ -16,8 +16,34 @@ use crate::flow::Flow;
 use crate::time::{Nanos, secs};
 use known::{Fit, Known};
 
-/// Idle closes kept per server for the median; count, min and max stay exact beyond it.
+/// Idle closes and reuse points kept per server; counts, min and max stay exact beyond it.
 const SAMPLE: usize = 10_000;
+
+/// A request shorter after its predecessor than this is not a reuse of an idle connection.
+const REUSE_MIN_IDLE: Nanos = 50_000_000;
+
+/// What became of a request that reused an idle connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Answered,
+    Race,
+    Reset,
+    /// Not answered, for another reason (the capture ended, say).
+    Unanswered,
+}
+
+/// One reuse of an idle connection: how long it sat idle before the request, and what
+/// became of the request.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct ReusePoint {
+    pub flow: u64,
+    /// Silence (since the last packet of any kind: what a middlebox's timer sees), except
+    /// for a race, where it is the idle since the last data: a server's FIN that crossed
+    /// the request is not activity the pool saw.
+    pub idle_s: f64,
+    pub outcome: Outcome,
+}
 
 /// What the flows of one server have shown so far.
 #[derive(Debug, Default)]
@@ -36,6 +62,7 @@ struct ServerStats {
     rst_sent_by: Option<&'static str>,
     rst_ttl: Option<u8>,
     server_ttl: Option<u8>,
+    points: Vec<ReusePoint>,
 }
 
 /// Collects per-server figures from judged flows.
@@ -69,6 +96,28 @@ impl Advisor {
         if let Some(survived) = flow.longest_answered_silence {
             stats.longest_survived = Some(stats.longest_survived.unwrap_or(0).max(survived));
         }
+        if let Some(request) = flow.last_request
+            && request.idle_before.is_some()
+            && stats.points.len() < SAMPLE
+        {
+            let outcome = match finding.verdict {
+                Verdict::KeepaliveRace => Outcome::Race,
+                Verdict::NatIdleReset => Outcome::Reset,
+                _ if request.answered.is_some() => Outcome::Answered,
+                _ => Outcome::Unanswered,
+            };
+            let idle = match outcome {
+                Outcome::Race => request.idle_before.unwrap_or(request.silence_before),
+                _ => request.silence_before,
+            };
+            if idle >= REUSE_MIN_IDLE {
+                stats.points.push(ReusePoint {
+                    flow: flow.id,
+                    idle_s: secs(idle),
+                    outcome,
+                });
+            }
+        }
         match finding.verdict {
             Verdict::KeepaliveRace => {
                 stats.races += 1;
@@ -95,7 +144,12 @@ impl Advisor {
         let mut advice: Vec<ServerAdvice> = self
             .servers
             .into_iter()
-            .filter(|(_, s)| s.closes > 0 || s.nat_resets > 0 || s.announced_keepalive_s.is_some())
+            .filter(|(_, s)| {
+                s.closes > 0
+                    || s.nat_resets > 0
+                    || s.announced_keepalive_s.is_some()
+                    || !s.points.is_empty()
+            })
             .map(|(server, stats)| advise(server, stats))
             .collect();
         advice.sort_by(|a, b| {
@@ -160,6 +214,8 @@ pub struct ServerAdvice {
     /// What to do, in sentences.
     pub advice: Vec<String>,
     pub client_settings: Vec<clients::Setting>,
+    /// Every reuse of an idle connection (at most 10,000), for `--plot`.
+    pub reuse: Vec<ReusePoint>,
 }
 
 fn candidate(known: Known, fit: &'static str) -> Candidate {
@@ -310,6 +366,7 @@ fn advise(server: SocketAddr, mut stats: ServerStats) -> ServerAdvice {
         tcp_keepalive_s: tcp_keepalive,
         advice,
         client_settings,
+        reuse: stats.points,
     }
 }
 

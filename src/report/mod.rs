@@ -2,6 +2,7 @@
 //! each is tested as a string. A new format is one new file.
 
 mod json;
+pub mod plot;
 mod table;
 
 use crate::{Analysis, FlowReport};
