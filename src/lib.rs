@@ -62,6 +62,8 @@ pub struct TimelineEntry {
     pub ack: u32,
     pub len: u32,
     pub carried: flow::Carried,
+    /// A plaintext HTTP request or status line this packet carried.
+    pub http_line: Option<String>,
 }
 
 impl FlowReport {
@@ -112,6 +114,13 @@ fn timeline(flow: &Flow) -> Vec<TimelineEntry> {
                 },
                 len: p.len,
                 carried: p.carried,
+                http_line: flow.http_lines.as_ref().and_then(|lines| {
+                    [&lines.request, &lines.status]
+                        .into_iter()
+                        .flatten()
+                        .find(|(frame, _)| *frame == p.frame)
+                        .map(|(_, line)| line.clone())
+                }),
             }
         })
         .collect()

@@ -490,3 +490,12 @@ fn plot_draws_every_reuse_and_the_measured_lines() {
     assert!(text.contains("shortest silence reset: 380.0 s"));
     assert!(text.contains("350 s default: AWS NAT Gateway"));
 }
+
+#[test]
+fn explain_shows_plaintext_request_and_status_lines() {
+    let out = staleconn().args(["-r", "testdata/nat-client.pcap", "--explain"]).output().unwrap();
+    let table = String::from_utf8(out.stdout).unwrap();
+    assert!(table.contains("... 380.0 s idle ..."), "{table}");
+    assert!(table.contains("HTTP: GET /nat/B/second HTTP/1.1"), "{table}");
+    assert!(table.contains("HTTP: HTTP/1.1 200 OK"), "{table}");
+}

@@ -123,6 +123,15 @@ pub fn http_method_name(index: u8) -> &'static str {
         .unwrap_or("?")
 }
 
+/// The first line of an HTTP/1 head, as far as the capture holds it (at most 120 bytes).
+pub fn first_line(captured: &[u8]) -> String {
+    let end = captured
+        .iter()
+        .position(|&b| b == b'\r' || b == b'\n')
+        .unwrap_or(captured.len());
+    String::from_utf8_lossy(&captured[..end.min(120)]).into_owned()
+}
+
 /// The status code of an HTTP/1 status line ("HTTP/1.1 200 OK").
 pub fn http_status(captured: &[u8]) -> Option<u16> {
     let code = captured.get(9..12)?;

@@ -181,7 +181,7 @@ fn json_flow(flow: &FlowReport, start: Timestamp) -> JsonFlow<'_> {
                 seq: p.seq,
                 ack: p.ack,
                 len: p.len,
-                payload: super::describe(p.carried),
+                payload: super::describe_packet(p),
             }
         })
         .collect();

@@ -54,6 +54,15 @@ fn utc(ts: crate::time::Timestamp) -> String {
     ts.to_utc().format("%Y-%m-%d %H:%M:%S%.3f").to_string()
 }
 
+/// What a timeline packet carried, in Wireshark's words where it has them: a plaintext
+/// HTTP request or status line as it was.
+fn describe_packet(packet: &crate::TimelineEntry) -> String {
+    match &packet.http_line {
+        Some(line) => format!("HTTP: {line}"),
+        None => describe(packet.carried),
+    }
+}
+
 /// What a packet carried, in Wireshark's words where it has them.
 fn describe(carried: crate::flow::Carried) -> String {
     use crate::flow::Carried;

@@ -135,7 +135,7 @@ impl TableReport {
                     p.seq,
                     p.ack,
                     p.len,
-                    super::describe(p.carried)
+                    super::describe_packet(p)
                 );
             }
             let _ = writeln!(out);
@@ -165,10 +165,13 @@ impl TableReport {
             };
             let _ = writeln!(out, "Server {}: {failures}", server.server);
             if let Some(k) = &server.keepalive {
-                let announced = server
+                let mut announced = server
                     .announced_keepalive_s
                     .map(|n| format!("; announces Keep-Alive: timeout={n}"))
                     .unwrap_or_default();
+                if server.announced_connection_close {
+                    announced.push_str("; sent Connection: close on some responses");
+                }
                 let _ = writeln!(
                     out,
                     "  keep-alive: closes idle connections after {:.2} s (n={}, {:.3}-{:.3} s){announced}",
