@@ -230,7 +230,7 @@ fn candidate(known: Known, fit: &'static str) -> Candidate {
 
 /// Rule A: below a server that closes after X s, a max idle of X - max(1 s, 10 %),
 /// whole seconds, multiples of 5 from a minute up.
-fn max_idle_below_server(x: f64) -> u64 {
+pub fn max_idle_below_server(x: f64) -> u64 {
     let m = (x - (0.1 * x).max(1.0)).floor().max(1.0) as u64;
     if x >= 60.0 { m - m % 5 } else { m }
 }

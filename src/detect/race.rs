@@ -3,7 +3,7 @@
 //! arrived, and got no response.
 
 use super::{Evidence, Finding, IMMEDIATE_CLOSE, Verdict};
-use crate::flow::Flow;
+use crate::flow::{CaptureSide, Flow};
 use crate::time::{human, secs};
 
 pub fn keepalive_race(flow: &Flow) -> Option<Finding> {
@@ -56,10 +56,10 @@ pub fn keepalive_race(flow: &Flow) -> Option<Finding> {
         .map(|i| format!(" after {} idle", human(i)))
         .unwrap_or_default();
     let offset = human(request_minus_fin.abs());
-    let side = match evidence.capture_side {
-        "unknown" => "where captured",
-        "client" => "at the client",
-        _ => "at the server",
+    let side = match flow.capture_side() {
+        CaptureSide::Client => "at the client",
+        CaptureSide::Server => "at the server",
+        CaptureSide::Unknown => "where captured",
     };
     let how = if sent_after_fin {
         format!(
@@ -91,9 +91,9 @@ pub fn keepalive_race(flow: &Flow) -> Option<Finding> {
         human(close_idle),
     );
     let fix = format!(
-        "set the client's max idle time below the server's {:.1} s keep-alive (e.g. {:.1} s)",
-        secs(close_idle),
-        secs(close_idle) * 0.8
+        "set the client's max idle time to {} s, below the server's {:.2} s keep-alive",
+        crate::advice::max_idle_below_server(secs(close_idle)),
+        secs(close_idle)
     );
     Some(Finding {
         verdict: Verdict::KeepaliveRace,
