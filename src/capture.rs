@@ -63,21 +63,31 @@ pub struct Source {
     /// Live only: what `poll` waits on.
     poll_fd: Option<RawFd>,
     savefile: Option<Savefile>,
-    /// Copy every packet to `savefile` (`-w`), rather than only those picked by `copy_current`.
+    /// Copy every packet to `savefile` (`-w`), rather than only those `read_batch`'s
+    /// reader picks.
     copy_all: bool,
-    /// The current frame's pcap header, for `copy_current`.
-    header: pcap::PacketHeader,
-    /// The current frame's bytes, reused from frame to frame.
-    buffer: Vec<u8>,
 }
 
-/// The next thing a source has.
-pub enum Next<'a> {
-    Packet(Packet<'a>),
+/// How a `read_batch` ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Batch {
+    /// `max` frames were read; there may be more.
+    Full,
     /// A live capture has nothing to read right now.
     Idle,
     /// The end of a file.
     End,
+    /// The reader said stop.
+    Stopped,
+}
+
+/// What `read_batch` does after handing a frame to its reader.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Take {
+    Next,
+    /// Copy this frame to the file of `write_selected_to`, then go on.
+    Copy,
+    Stop,
 }
 
 impl Source {
@@ -153,15 +163,6 @@ impl Source {
             poll_fd,
             savefile: None,
             copy_all: false,
-            header: pcap::PacketHeader {
-                ts: libc::timeval {
-                    tv_sec: 0,
-                    tv_usec: 0,
-                },
-                caplen: 0,
-                len: 0,
-            },
-            buffer: Vec::with_capacity(65536),
         }
     }
 
@@ -180,7 +181,7 @@ impl Source {
         Ok(())
     }
 
-    /// Sends the packets `copy_current` picks to `savefile`.
+    /// Sends the packets `read_batch`'s reader picks (`Take::Copy`) to `savefile`.
     pub fn write_selected_to(&mut self, savefile: Savefile) {
         self.savefile = Some(savefile);
     }
@@ -196,13 +197,6 @@ impl Source {
     fn open_savefile(&mut self, path: &Path) -> Result<()> {
         self.savefile = Some(self.savefile(path)?);
         Ok(())
-    }
-
-    /// Writes the frame `next_packet` returned last to the file of `write_selected_to`.
-    pub fn copy_current(&mut self) {
-        if let Some(savefile) = self.savefile.as_mut() {
-            savefile.write(&pcap::Packet::new(&self.header, &self.buffer));
-        }
     }
 
     /// Writes what the `-w` file has buffered to disk.
@@ -230,45 +224,58 @@ impl Source {
         }
     }
 
-    /// The next frame that passes the filter.
-    pub fn next_packet(&mut self) -> Result<Next<'_>, Damage> {
-        loop {
-            match self.capture.next_packet() {
-                Ok(packet) => {
-                    self.frames_seen += 1;
-                    if let Some(filter) = &self.filter
-                        && !filter.filter(packet.data)
-                    {
-                        continue;
-                    }
-                    if self.copy_all
-                        && let Some(savefile) = self.savefile.as_mut()
-                    {
-                        savefile.write(&packet);
-                    }
-                    let header = *packet.header;
-                    self.header = header;
-                    self.buffer.clear();
-                    self.buffer.extend_from_slice(packet.data);
-                    // With nanosecond precision libpcap puts nanoseconds in tv_usec.
-                    let ts = Timestamp::from_parts(header.ts.tv_sec, header.ts.tv_usec);
-                    return Ok(Next::Packet(Packet {
-                        frame: self.frames_seen,
-                        ts,
-                        wire_len: header.len,
-                        data: &self.buffer,
-                    }));
-                }
-                Err(pcap::Error::NoMorePackets) => return Ok(Next::End),
-                Err(pcap::Error::TimeoutExpired) => return Ok(Next::Idle),
+    /// Reads up to `max` frames that pass the filter and hands each to `take` where
+    /// libpcap holds it (no copy). `take` says whether to go on, copy the frame to the file
+    /// of `write_selected_to`, or stop.
+    pub fn read_batch(
+        &mut self,
+        max: usize,
+        mut take: impl FnMut(&Packet) -> Take,
+    ) -> Result<Batch, Damage> {
+        let mut read = 0;
+        while read < max {
+            let packet = match self.capture.next_packet() {
+                Ok(packet) => packet,
+                Err(pcap::Error::NoMorePackets) => return Ok(Batch::End),
+                Err(pcap::Error::TimeoutExpired) => return Ok(Batch::Idle),
                 Err(e) => {
                     return Err(Damage {
                         after_frame: self.frames_seen,
                         message: pcap_text(&e),
                     });
                 }
+            };
+            self.frames_seen += 1;
+            if let Some(filter) = &self.filter
+                && !filter.filter(packet.data)
+            {
+                continue;
+            }
+            read += 1;
+            if self.copy_all
+                && let Some(savefile) = self.savefile.as_mut()
+            {
+                savefile.write(&packet);
+            }
+            let header = packet.header;
+            // With nanosecond precision libpcap puts nanoseconds in tv_usec.
+            let view = Packet {
+                frame: self.frames_seen,
+                ts: Timestamp::from_parts(header.ts.tv_sec, header.ts.tv_usec),
+                wire_len: header.len,
+                data: packet.data,
+            };
+            match take(&view) {
+                Take::Next => {}
+                Take::Copy => {
+                    if let Some(savefile) = self.savefile.as_mut() {
+                        savefile.write(&packet);
+                    }
+                }
+                Take::Stop => return Ok(Batch::Stopped),
             }
         }
+        Ok(Batch::Full)
     }
 
     /// The kernel's counts for a live capture; `None` for a file.

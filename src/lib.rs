@@ -22,7 +22,7 @@ use anyhow::Result;
 
 use advice::{Advisor, ServerAdvice};
 
-use capture::{KernelStats, Next, Packet, Source};
+use capture::{Batch, KernelStats, Packet, Source, Take};
 use cli::{Config, Input};
 use decode::{LinkType, Skip};
 use detect::{Finding, Thresholds, Verdict};
@@ -353,15 +353,18 @@ pub fn analyze_file(path: &str, settings: &Settings) -> Result<Analysis> {
     let mut source = Source::open_file(path, settings.bpf.as_deref())?;
     let mut pipeline = Pipeline::new(settings, source.link());
     let mut warnings = Vec::new();
+    let count = settings.count;
     loop {
-        match source.next_packet() {
-            Ok(Next::Packet(packet)) => {
-                pipeline.packet(&packet, false);
-                if settings.count.is_some_and(|c| pipeline.packets_read() >= c) {
-                    break;
-                }
+        let batch = source.read_batch(usize::MAX, |packet| {
+            pipeline.packet(packet, false);
+            match count {
+                Some(c) if pipeline.packets_read() >= c => Take::Stop,
+                _ => Take::Next,
             }
-            Ok(Next::End | Next::Idle) => break,
+        });
+        match batch {
+            Ok(Batch::Full) => continue,
+            Ok(Batch::End | Batch::Idle | Batch::Stopped) => break,
             Err(damage) => {
                 warnings.push(format!(
                     "{}: capture ends early after frame {} ({}); analysed the frames before it",
@@ -406,7 +409,7 @@ pub fn write_flagged(path: &str, analysis: &Analysis, out: FlaggedOutput) -> Res
     source.write_selected_to(savefile);
     let link = source.link();
     let mut written = 0;
-    while let Ok(Next::Packet(packet)) = source.next_packet() {
+    let _ = source.read_batch(usize::MAX, |packet| {
         let frame = packet.frame;
         let picked = decode::decode(link, packet.data).is_ok_and(|seg| {
             let endpoints = key(
@@ -420,10 +423,12 @@ pub fn write_flagged(path: &str, analysis: &Analysis, out: FlaggedOutput) -> Res
             })
         });
         if picked {
-            source.copy_current();
             written += 1;
+            Take::Copy
+        } else {
+            Take::Next
         }
-    }
+    });
     source.flush_written()?;
     Ok(written)
 }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
 
-use crate::capture::{Next, Savefile, Source};
+use crate::capture::{Batch, Savefile, Source, Take};
 use crate::cli::{Config, LiveConfig};
 use crate::time::Timestamp;
 use crate::{Analysis, Pipeline, privileges};
@@ -64,32 +64,34 @@ pub fn capture(
     let started = Instant::now();
     let mut last_refresh = Instant::now();
     let mut warnings = Vec::new();
-    'capture: loop {
+    loop {
         source.wait(TICK);
-        for _ in 0..BATCH {
-            let packet = match source.next_packet() {
-                Ok(Next::Packet(packet)) => packet,
-                Ok(Next::Idle | Next::End) => break,
-                Err(damage) => {
-                    warnings.push(format!(
-                        "{}: capture failed: {}",
-                        source.name(),
-                        damage.message
-                    ));
-                    break 'capture;
-                }
-            };
-            if let Some(flagged) = pipeline.packet(&packet, true) {
-                clear_status(err, status_line);
-                out.write_all(renderer.render_flagged(&flagged).as_bytes())?;
-                out.flush()?;
+        let count = config.settings.count;
+        let mut flagged = Vec::new();
+        let batch = source.read_batch(BATCH, |packet| {
+            flagged.extend(pipeline.packet(packet, true));
+            match count {
+                Some(c) if pipeline.packets_read() >= c => Take::Stop,
+                _ => Take::Next,
             }
-            if config
-                .settings
-                .count
-                .is_some_and(|c| pipeline.packets_read() >= c)
-            {
-                break 'capture;
+        });
+        if !flagged.is_empty() {
+            clear_status(err, status_line);
+            for report in &flagged {
+                out.write_all(renderer.render_flagged(report).as_bytes())?;
+            }
+            out.flush()?;
+        }
+        match batch {
+            Ok(Batch::Stopped) => break,
+            Ok(Batch::Full | Batch::Idle | Batch::End) => {}
+            Err(damage) => {
+                warnings.push(format!(
+                    "{}: capture failed: {}",
+                    source.name(),
+                    damage.message
+                ));
+                break;
             }
         }
         pipeline.tick(wall_clock());
