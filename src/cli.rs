@@ -2,7 +2,7 @@
 //! the `Config`, never clap types.
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -30,9 +30,10 @@ pub const DEFAULT_SNAPLEN: i32 = 512;
     after_help = "Examples:\n  staleconn -r dump.pcap\n  staleconn -r dump.pcap --target 10.0.3.7:443 tcp port 443\n  tcpdump -i any -U -w - host 10.0.3.7 | staleconn -r -\n  sudo staleconn -i any -w evidence.pcap --target 10.0.3.7:443\n\nExit status: 0 no flow flagged, 1 some flows flagged, 2 error."
 )]
 pub struct Args {
-    /// Read packets from FILE (pcap or pcapng; `-` is standard input)
+    /// Read packets from FILE (pcap or pcapng; `-` is standard input). Repeat it, or give
+    /// a glob (quoted, or as the shell expands it), to read rotated files as one capture
     #[arg(short = 'r', value_name = "FILE")]
-    pub read: Option<String>,
+    pub read: Vec<String>,
 
     /// Capture live on IFACE (`any` for all interfaces)
     #[arg(short = 'i', value_name = "IFACE")]
@@ -122,7 +123,8 @@ pub enum Format {
 /// Where packets come from.
 #[derive(Debug, Clone)]
 pub enum Input {
-    File(String),
+    /// One or more saved captures, read as one in timestamp order.
+    File(Vec<String>),
     Live(LiveConfig),
     /// `-D`: list the interfaces and exit.
     ListInterfaces,
@@ -172,7 +174,9 @@ impl Config {
         if args.count == Some(0) {
             bail!("-c 0: the packet count must be at least 1");
         }
-        let bpf = (!args.expression.is_empty()).then(|| args.expression.join(" "));
+        let mut expression = args.expression;
+        let read = input_files(&args.read, &mut expression)?;
+        let bpf = (!expression.is_empty()).then(|| expression.join(" "));
         let color = std::io::stdout().is_terminal()
             && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
         let output = match args.format {
@@ -184,7 +188,7 @@ impl Config {
             Format::Json => Output::Json,
         };
         if args.write_flagged.is_some() {
-            if args.read.as_deref() == Some("-") {
+            if read.iter().any(|r| r == "-") {
                 bail!(
                     "--write-flagged reads the capture a second time, which standard input cannot do: save it to a file first (tcpdump -w FILE), or capture with staleconn -i ... -w FILE"
                 );
@@ -195,9 +199,9 @@ impl Config {
                 );
             }
         }
-        let input = match (args.read, args.interface) {
-            (Some(path), _) => Input::File(path),
-            (None, Some(device)) => Input::Live(LiveConfig {
+        let input = match (read.is_empty(), args.interface) {
+            (false, _) => Input::File(read),
+            (true, Some(device)) => Input::Live(LiveConfig {
                 options: LiveOptions {
                     device,
                     snaplen: args.snaplen,
@@ -207,7 +211,7 @@ impl Config {
                 write: args.write,
                 user: args.user,
             }),
-            (None, None) => Input::ListInterfaces,
+            (true, None) => Input::ListInterfaces,
         };
         Ok(Config {
             input,
@@ -227,6 +231,37 @@ impl Config {
             plot: args.plot,
         })
     }
+}
+
+/// The files to read: each `-r`, a glob expanded (sorted), and, when the shell expanded an
+/// unquoted glob (`-r dump*.pcap`), the files it left at the front of the expression.
+fn input_files(read: &[String], expression: &mut Vec<String>) -> Result<Vec<String>> {
+    let mut files = Vec::new();
+    for value in read {
+        let is_pattern = value.contains(['*', '?', '[']) && !Path::new(value).exists();
+        if !is_pattern {
+            files.push(value.clone());
+            continue;
+        }
+        let mut matched: Vec<String> = glob::glob(value)
+            .with_context(|| format!("-r '{value}': not a valid glob"))?
+            .filter_map(|entry| entry.ok())
+            .map(|path| path.display().to_string())
+            .collect();
+        if matched.is_empty() {
+            bail!("-r '{value}': no file matches");
+        }
+        matched.sort();
+        files.append(&mut matched);
+    }
+    if !files.is_empty() {
+        let shell_expanded = expression
+            .iter()
+            .take_while(|word| Path::new(word.as_str()).is_file())
+            .count();
+        files.extend(expression.drain(..shell_expanded));
+    }
+    Ok(files)
 }
 
 fn parse_duration(option: &str, text: &str) -> Result<Duration> {

@@ -22,7 +22,7 @@ use anyhow::Result;
 
 use advice::{Advisor, ServerAdvice};
 
-use capture::{Batch, KernelStats, Packet, Source, Take};
+use capture::{Batch, Files, KernelStats, Packet, Take};
 use cli::{Config, Input};
 use decode::{LinkType, Skip};
 use detect::{Finding, Thresholds, Verdict};
@@ -350,7 +350,13 @@ impl<'s> Pipeline<'s> {
 
 /// Reads a saved capture in one pass and judges every flow.
 pub fn analyze_file(path: &str, settings: &Settings) -> Result<Analysis> {
-    let mut source = Source::open_file(path, settings.bpf.as_deref())?;
+    analyze_files(&[path.to_string()], settings)
+}
+
+/// Reads saved captures in one pass as one capture (several files merged by timestamp)
+/// and judges every flow.
+pub fn analyze_files(paths: &[String], settings: &Settings) -> Result<Analysis> {
+    let mut source = Files::open(paths, settings.bpf.as_deref())?;
     let mut pipeline = Pipeline::new(settings, source.link());
     let mut warnings = Vec::new();
     let count = settings.count;
@@ -376,6 +382,7 @@ pub fn analyze_file(path: &str, settings: &Settings) -> Result<Analysis> {
             }
         }
     }
+    warnings.extend(source.take_warnings());
     Ok(pipeline.finish(source.name().to_string(), warnings))
 }
 
@@ -388,7 +395,7 @@ pub enum FlaggedOutput<'a> {
 /// Copies every packet of the flagged flows from the capture at `path` into `out`, with the
 /// capture's link type: a second pass, picking packets by 4-tuple and frame range.
 /// Returns how many packets were written.
-pub fn write_flagged(path: &str, analysis: &Analysis, out: FlaggedOutput) -> Result<u64> {
+pub fn write_flagged(paths: &[String], analysis: &Analysis, out: FlaggedOutput) -> Result<u64> {
     let key = |a: SocketAddr, b: SocketAddr| if a <= b { (a, b) } else { (b, a) };
     let mut wanted: HashMap<(SocketAddr, SocketAddr), Vec<(u64, u64)>> = HashMap::new();
     for flow in analysis
@@ -401,7 +408,7 @@ pub fn write_flagged(path: &str, analysis: &Analysis, out: FlaggedOutput) -> Res
             .or_default()
             .push((flow.first_frame, flow.last_frame));
     }
-    let mut source = Source::open_file(path, None)?;
+    let mut source = Files::open(paths, None)?;
     let savefile = match out {
         FlaggedOutput::Path(out) => source.savefile(out)?,
         FlaggedOutput::Opened(savefile) => savefile,
@@ -442,7 +449,7 @@ pub struct Outcome {
 /// report to `out` (warnings to `err`), or lists the interfaces.
 pub fn run(config: &Config, out: &mut dyn Write, err: &mut dyn Write) -> Result<Outcome> {
     let (analysis, flagged_file) = match &config.input {
-        Input::File(path) => (analyze_file(path, &config.settings)?, None),
+        Input::File(paths) => (analyze_files(paths, &config.settings)?, None),
         Input::Live(live_config) => live::capture(config, live_config, out, err)?,
         Input::ListInterfaces => {
             for line in capture::list_devices()? {
@@ -457,20 +464,16 @@ pub fn run(config: &Config, out: &mut dyn Write, err: &mut dyn Write) -> Result<
     }
     if let Some(out_path) = &config.write_flagged {
         // A second pass over the file read, or over the -w file of a live capture.
-        let capture_path = match &config.input {
-            Input::File(path) => path.clone(),
-            Input::Live(live) => live
-                .write
-                .as_ref()
-                .map(|p| p.display().to_string())
-                .unwrap_or_default(),
-            Input::ListInterfaces => String::new(),
+        let capture_paths = match &config.input {
+            Input::File(paths) => paths.clone(),
+            Input::Live(live) => live.write.iter().map(|p| p.display().to_string()).collect(),
+            Input::ListInterfaces => Vec::new(),
         };
         let target = match flagged_file {
             Some(opened) => FlaggedOutput::Opened(opened),
             None => FlaggedOutput::Path(out_path),
         };
-        let written = write_flagged(&capture_path, &analysis, target)?;
+        let written = write_flagged(&capture_paths, &analysis, target)?;
         writeln!(
             err,
             "staleconn: wrote {written} packets of {} flagged flows to {}",

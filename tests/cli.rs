@@ -493,9 +493,100 @@ fn plot_draws_every_reuse_and_the_measured_lines() {
 
 #[test]
 fn explain_shows_plaintext_request_and_status_lines() {
-    let out = staleconn().args(["-r", "testdata/nat-client.pcap", "--explain"]).output().unwrap();
+    let out = staleconn()
+        .args(["-r", "testdata/nat-client.pcap", "--explain"])
+        .output()
+        .unwrap();
     let table = String::from_utf8(out.stdout).unwrap();
     assert!(table.contains("... 380.0 s idle ..."), "{table}");
-    assert!(table.contains("HTTP: GET /nat/B/second HTTP/1.1"), "{table}");
+    assert!(
+        table.contains("HTTP: GET /nat/B/second HTTP/1.1"),
+        "{table}"
+    );
     assert!(table.contains("HTTP: HTTP/1.1 200 OK"), "{table}");
+}
+
+/// Splits a pcap file into `parts` files of consecutive records, as tcpdump -C leaves them.
+fn split_pcap(path: &str, dir: &std::path::Path, parts: usize) -> Vec<String> {
+    let bytes = std::fs::read(path).unwrap();
+    let (header, mut rest) = bytes.split_at(24);
+    let mut records = Vec::new();
+    while rest.len() >= 16 {
+        let caplen = u32::from_le_bytes(rest[8..12].try_into().unwrap()) as usize;
+        let (record, tail) = rest.split_at(16 + caplen);
+        records.push(record);
+        rest = tail;
+    }
+    let per_part = records.len().div_ceil(parts);
+    records
+        .chunks(per_part)
+        .enumerate()
+        .map(|(i, chunk)| {
+            let file = dir.join(format!("part{i}.pcap"));
+            let mut data = header.to_vec();
+            chunk.iter().for_each(|r| data.extend_from_slice(r));
+            std::fs::write(&file, data).unwrap();
+            file.display().to_string()
+        })
+        .collect()
+}
+
+#[test]
+fn rotated_files_read_as_one_capture_give_the_same_verdicts() {
+    let dir = tempfile::tempdir().unwrap();
+    let parts = split_pcap(RACE, dir.path(), 3);
+    let whole = json_of(
+        &staleconn()
+            .args(["-r", RACE, "--format", "json"])
+            .output()
+            .unwrap()
+            .stdout,
+    );
+    let flows = |doc: &Value| -> Vec<(Value, Value, Value, Value)> {
+        doc["flows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| {
+                (
+                    f["client"].clone(),
+                    f["verdict"].clone(),
+                    f["evidence"].clone(),
+                    f["timeline"].clone(),
+                )
+            })
+            .collect()
+    };
+    let mut repeated = staleconn();
+    for part in &parts {
+        repeated.args(["-r", part]);
+    }
+    let out = repeated.args(["--format", "json"]).output().unwrap();
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let merged = json_of(&out.stdout);
+    assert_eq!(flows(&merged), flows(&whole));
+    assert_eq!(merged["summary"]["packets"], whole["summary"]["packets"]);
+
+    // A quoted glob, and the files an unquoted one leaves in front of the expression.
+    let pattern = format!("{}/part*.pcap", dir.path().display());
+    let globbed = json_of(
+        &staleconn()
+            .args(["-r", &pattern, "--format", "json"])
+            .output()
+            .unwrap()
+            .stdout,
+    );
+    assert_eq!(flows(&globbed), flows(&whole));
+    // As tcpdump: options first, then -r with the files, then the filter.
+    let mut expanded = staleconn();
+    expanded
+        .args(["--format", "json", "-r", &parts[0]])
+        .args(&parts[1..])
+        .args(["tcp", "port", "443"]);
+    let expanded = json_of(&expanded.output().unwrap().stdout);
+    assert_eq!(expanded["summary"]["flows"], 14, "the filter still applies");
 }

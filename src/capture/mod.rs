@@ -3,6 +3,10 @@
 //! `-w` copy of what was captured, and interface listing. Hands out numbered frames with
 //! nanosecond packet time.
 
+mod merge;
+
+pub use merge::MergedFiles;
+
 use std::os::fd::{AsRawFd, RawFd};
 use std::path::Path;
 use std::time::Duration;
@@ -113,6 +117,13 @@ impl Source {
             None => None,
         };
         Ok(Source::new(capture.into(), link, name, filter, None))
+    }
+
+    /// Compiles a BPF filter for this capture's link type.
+    pub fn compile(&self, expr: &str) -> Result<pcap::BpfProgram> {
+        self.capture
+            .compile(expr, true)
+            .map_err(|e| bpf_error(expr, &e))
     }
 
     /// Opens a live device in immediate, non-blocking mode, with the filter in the kernel.
@@ -392,5 +403,75 @@ pub fn pcap_text(e: &pcap::Error) -> String {
     match e {
         pcap::Error::PcapError(s) => s.clone(),
         other => other.to_string(),
+    }
+}
+
+/// A saved capture: one file read in place, or several merged by timestamp.
+pub enum Files {
+    One(Source),
+    Many(MergedFiles),
+}
+
+impl Files {
+    pub fn open(paths: &[String], bpf: Option<&str>) -> Result<Files> {
+        match paths {
+            [] => bail!("no capture file given"),
+            [path] => Ok(Files::One(Source::open_file(path, bpf)?)),
+            _ => Ok(Files::Many(MergedFiles::open(paths, bpf)?)),
+        }
+    }
+
+    pub fn link(&self) -> LinkType {
+        match self {
+            Files::One(s) => s.link(),
+            Files::Many(m) => m.link(),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        match self {
+            Files::One(s) => s.name(),
+            Files::Many(m) => m.name(),
+        }
+    }
+
+    pub fn read_batch(
+        &mut self,
+        max: usize,
+        take: impl FnMut(&Packet) -> Take,
+    ) -> Result<Batch, Damage> {
+        match self {
+            Files::One(s) => s.read_batch(max, take),
+            Files::Many(m) => m.read_batch(max, take),
+        }
+    }
+
+    pub fn savefile(&self, path: &Path) -> Result<Savefile> {
+        match self {
+            Files::One(s) => s.savefile(path),
+            Files::Many(m) => m.savefile(path),
+        }
+    }
+
+    pub fn write_selected_to(&mut self, savefile: Savefile) {
+        match self {
+            Files::One(s) => s.write_selected_to(savefile),
+            Files::Many(m) => m.write_selected_to(savefile),
+        }
+    }
+
+    pub fn flush_written(&mut self) -> Result<()> {
+        match self {
+            Files::One(s) => s.flush_written(),
+            Files::Many(m) => m.flush_written(),
+        }
+    }
+
+    /// Files of a merge that ended early, each said once.
+    pub fn take_warnings(&mut self) -> Vec<String> {
+        match self {
+            Files::One(_) => Vec::new(),
+            Files::Many(m) => std::mem::take(&mut m.warnings),
+        }
     }
 }
