@@ -10,6 +10,7 @@ pub mod detect;
 pub mod flow;
 pub mod live;
 pub mod privileges;
+pub mod progress;
 pub mod report;
 pub mod target;
 pub mod time;
@@ -358,10 +359,12 @@ pub fn analyze_file(path: &str, settings: &Settings) -> Result<Analysis> {
 pub fn analyze_files(paths: &[String], settings: &Settings) -> Result<Analysis> {
     let mut source = Files::open(paths, settings.bpf.as_deref())?;
     let mut pipeline = Pipeline::new(settings, source.link());
+    let mut progress = progress::Progress::for_files(paths);
     let mut warnings = Vec::new();
     let count = settings.count;
     loop {
         let batch = source.read_batch(usize::MAX, |packet| {
+            progress.frame(packet.data.len());
             pipeline.packet(packet, false);
             match count {
                 Some(c) if pipeline.packets_read() >= c => Take::Stop,
@@ -382,6 +385,7 @@ pub fn analyze_files(paths: &[String], settings: &Settings) -> Result<Analysis> 
             }
         }
     }
+    progress.finish();
     warnings.extend(source.take_warnings());
     Ok(pipeline.finish(source.name().to_string(), warnings))
 }
