@@ -51,7 +51,7 @@ impl Progress {
     pub fn frame(&mut self, caplen: usize) {
         self.bytes += RECORD_OVERHEAD + caplen as u64;
         self.packets += 1;
-        if self.packets % EVERY == 0
+        if self.packets.is_multiple_of(EVERY)
             && let Some(bar) = &self.bar
         {
             bar.set_position(self.bytes);
