@@ -1008,6 +1008,22 @@ mod tests {
     }
 
     #[test]
+    fn a_full_table_evicts_the_flow_idle_longest() {
+        let mut feed = Feed::new();
+        feed.table = FlowTable::with_capacity_limit(Vec::new(), 2);
+        feed.at(0.0, seg("198.18.1.1:40000", SERVER, SYN, 1, 0, b""))
+            .at(1.0, seg("198.18.1.2:40000", SERVER, SYN, 1, 0, b""))
+            // The first flow is active again, so the second is now the idlest.
+            .at(2.0, seg("198.18.1.1:40000", SERVER, ACK, 2, 0, b""))
+            .at(3.0, seg("198.18.1.3:40000", SERVER, SYN, 1, 0, b""));
+        assert_eq!(feed.table.evicted(), 1);
+        assert_eq!(feed.flows.len(), 1);
+        assert_eq!(feed.flows[0].client, "198.18.1.2:40000".parse().unwrap());
+        assert_eq!(feed.flows[0].end, End::Evicted);
+        assert_eq!(feed.table.len(), 2);
+    }
+
+    #[test]
     fn closed_flows_are_released_after_the_grace_period() {
         let mut feed = Feed::new();
         feed.at(0.0, seg(CLIENT, SERVER, SYN, 100, 0, b""))
