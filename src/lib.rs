@@ -1,6 +1,7 @@
 //! staleconn: reads a packet capture and says, flow by flow, why requests on pooled HTTP
-//! keep-alive connections died. `run` is the one place the stages are wired:
-//! capture -> decode -> flow -> detect -> report.
+//! keep-alive connections died. The stages are wired here and only here: `Pipeline` runs
+//! decode -> flow -> detect (and advice) for a file and a live device alike, and `run`
+//! puts capture in front of it and report behind it.
 
 pub mod advice;
 pub mod capture;

@@ -1,5 +1,5 @@
-//! Report rendering: every output format turns an `Analysis` into text, with no I/O, so
-//! each is tested as a string. A new format is one new file.
+//! Report rendering: the table and JSON turn an `Analysis` into text, with no I/O, so each
+//! is tested as a string (a new format is one new file); the plot draws it to an SVG file.
 
 mod json;
 pub mod plot;

@@ -1,5 +1,6 @@
-//! The verdict table for people (comfy-table): flagged flows (or all with `--all`), what to
-//! change, and a summary of every flow by verdict and every packet by what became of it.
+//! The verdict table for people (comfy-table): flagged flows (or all with `--all`), their
+//! packet timelines (`--explain`), per server what was measured and what to change, and a
+//! summary of every flow by verdict and every packet by what became of it.
 
 use std::fmt::Write;
 
