@@ -75,15 +75,6 @@ pub enum Skip {
 }
 
 impl Skip {
-    pub const ALL: [Skip; 6] = [
-        Skip::NotIp,
-        Skip::NotTcp,
-        Skip::Fragment,
-        Skip::Truncated,
-        Skip::Malformed,
-        Skip::NotTarget,
-    ];
-
     pub fn name(self) -> &'static str {
         match self {
             Skip::NotIp => "not IP",
