@@ -159,16 +159,8 @@ impl MergedFiles {
                     Take::Next => {}
                     Take::Copy => {
                         if let Some(savefile) = self.savefile.as_mut() {
-                            let header = pcap::PacketHeader {
-                                ts: libc::timeval {
-                                    tv_sec: head.ts.0.div_euclid(1_000_000_000),
-                                    // Nanosecond precision: libpcap keeps nanoseconds here.
-                                    tv_usec: head.ts.0.rem_euclid(1_000_000_000),
-                                },
-                                caplen: head.data.len() as u32,
-                                len: head.wire_len,
-                            };
-                            savefile.write(&pcap::Packet::new(&header, &head.data));
+                            let header = super::packet_header(&packet);
+                            savefile.write(&pcap::Packet::new(&header, packet.data));
                         }
                     }
                     Take::Stop => {

@@ -4,8 +4,10 @@
 //! nanosecond packet time.
 
 mod merge;
+mod pcapfile;
 
 pub use merge::MergedFiles;
+use pcapfile::PcapFile;
 
 use std::os::fd::{AsRawFd, RawFd};
 use std::path::Path;
@@ -57,7 +59,11 @@ pub struct LiveOptions {
 
 /// Packets from a file, standard input or a device, for one pass.
 pub struct Source {
+    /// libpcap's handle: the reader, or for a classic pcap file read by `file`, a dead
+    /// handle of its link type that compiles filters and opens savefiles.
     capture: Capture<dyn Activated>,
+    /// A classic pcap file, read with large reads instead of libpcap's.
+    file: Option<PcapFile>,
     link: LinkType,
     name: String,
     frames_seen: u64,
@@ -104,6 +110,21 @@ impl Source {
         };
         if path != "-" {
             check_readable_file(Path::new(path))?;
+            let pcap_file = PcapFile::open(Path::new(path))
+                .map_err(|e| anyhow::anyhow!("{name}: cannot read ({e})"))?;
+            if let Some(file) = pcap_file {
+                let linktype = pcap::Linktype(file.linktype);
+                let link = supported_link(&name, linktype)?;
+                let dead = Capture::dead_with_precision(linktype, Precision::Nano)
+                    .map_err(|e| anyhow::anyhow!("{name}: {}", pcap_text(&e)))?;
+                let filter = match bpf {
+                    Some(expr) => Some(dead.compile(expr, true).map_err(|e| bpf_error(expr, &e))?),
+                    None => None,
+                };
+                let mut source = Source::new(dead.into(), link, name, filter, None);
+                source.file = Some(file);
+                return Ok(source);
+            }
         }
         let capture = Capture::from_file_with_precision(path, Precision::Nano)
             .map_err(|e| open_error(&name, e))?;
@@ -167,6 +188,7 @@ impl Source {
     ) -> Source {
         Source {
             capture,
+            file: None,
             link,
             name,
             frames_seen: 0,
@@ -243,6 +265,9 @@ impl Source {
         max: usize,
         mut take: impl FnMut(&Packet) -> Take,
     ) -> Result<Batch, Damage> {
+        if self.file.is_some() {
+            return self.read_file_batch(max, take);
+        }
         let mut read = 0;
         while read < max {
             let packet = match self.capture.next_packet() {
@@ -281,6 +306,54 @@ impl Source {
                 Take::Copy => {
                     if let Some(savefile) = self.savefile.as_mut() {
                         savefile.write(&packet);
+                    }
+                }
+                Take::Stop => return Ok(Batch::Stopped),
+            }
+        }
+        Ok(Batch::Full)
+    }
+
+    /// `read_batch` over a classic pcap file read by `PcapFile`.
+    fn read_file_batch(
+        &mut self,
+        max: usize,
+        mut take: impl FnMut(&Packet) -> Take,
+    ) -> Result<Batch, Damage> {
+        let Some(file) = self.file.as_mut() else {
+            return Ok(Batch::End);
+        };
+        let mut read = 0;
+        while read < max {
+            let record = match file.next_record() {
+                Ok(Some(record)) => record,
+                Ok(None) => return Ok(Batch::End),
+                Err(message) => {
+                    return Err(Damage {
+                        after_frame: self.frames_seen,
+                        message,
+                    });
+                }
+            };
+            self.frames_seen += 1;
+            if let Some(filter) = &self.filter
+                && !filter.filter(record.data)
+            {
+                continue;
+            }
+            read += 1;
+            let packet = Packet {
+                frame: self.frames_seen,
+                ts: record.ts,
+                wire_len: record.wire_len,
+                data: record.data,
+            };
+            match take(&packet) {
+                Take::Next => {}
+                Take::Copy => {
+                    if let Some(savefile) = self.savefile.as_mut() {
+                        let header = packet_header(&packet);
+                        savefile.write(&pcap::Packet::new(&header, packet.data));
                     }
                 }
                 Take::Stop => return Ok(Batch::Stopped),
@@ -473,5 +546,18 @@ impl Files {
             Files::One(_) => Vec::new(),
             Files::Many(m) => std::mem::take(&mut m.warnings),
         }
+    }
+}
+
+/// A frame's pcap header as libpcap's savefile writes it: nanoseconds in `tv_usec`, since
+/// every handle here is opened with nanosecond precision.
+pub(crate) fn packet_header(packet: &Packet) -> pcap::PacketHeader {
+    pcap::PacketHeader {
+        ts: libc::timeval {
+            tv_sec: packet.ts.0.div_euclid(1_000_000_000),
+            tv_usec: packet.ts.0.rem_euclid(1_000_000_000),
+        },
+        caplen: packet.data.len() as u32,
+        len: packet.wire_len,
     }
 }
