@@ -664,11 +664,12 @@ impl FlowTable {
         let key = FlowKey::new(src, dst);
         let opening_syn = seg.flags.syn() && !seg.flags.ack();
 
-        if let Some(flow) = self.flows.get(&key) {
+        // One lookup for the common case, a packet of a known connection.
+        let mut reused = false;
+        if let Some(flow) = self.flows.get_mut(&key) {
             let same_connection =
                 !opening_syn || (flow.client == src && flow.from_client.isn == Some(Seq(seg.seq)));
             if same_connection {
-                let flow = self.flows.get_mut(&key).expect("looked up above");
                 let was_closed = flow.is_closed();
                 let from_client = flow.client == src;
                 flow.observe(seg, at, from_client);
@@ -678,6 +679,9 @@ impl FlowTable {
                 self.closed.push_back((at.ts, key, flow.id));
                 return self.flows.get(&key);
             }
+            reused = true;
+        }
+        if reused {
             // A new SYN on this 4-tuple: the port was reused and a new connection begins.
             if let Some(old) = self.flows.remove(&key) {
                 let end = if old.is_closed() {
