@@ -28,7 +28,7 @@ use capture::{Batch, Files, KernelStats, Packet, Take};
 use cli::{Config, Input};
 use decode::{LinkType, Skip};
 use detect::{Finding, Thresholds, Verdict};
-use flow::{Flow, FlowTable, Stamp};
+use flow::{Flow, FlowKey, FlowTable, Stamp};
 use target::Target;
 use time::{Nanos, Timestamp};
 
@@ -401,15 +401,14 @@ pub enum FlaggedOutput<'a> {
 /// capture's link type: a second pass, picking packets by 4-tuple and frame range.
 /// Returns how many packets were written.
 pub fn write_flagged(paths: &[String], analysis: &Analysis, out: FlaggedOutput) -> Result<u64> {
-    let key = |a: SocketAddr, b: SocketAddr| if a <= b { (a, b) } else { (b, a) };
-    let mut wanted: HashMap<(SocketAddr, SocketAddr), Vec<(u64, u64)>> = HashMap::new();
+    let mut wanted: HashMap<FlowKey, Vec<(u64, u64)>> = HashMap::new();
     for flow in analysis
         .flows
         .iter()
         .filter(|f| f.finding.verdict.flagged())
     {
         wanted
-            .entry(key(flow.client, flow.server))
+            .entry(FlowKey::new(flow.client, flow.server))
             .or_default()
             .push((flow.first_frame, flow.last_frame));
     }
@@ -424,7 +423,7 @@ pub fn write_flagged(paths: &[String], analysis: &Analysis, out: FlaggedOutput) 
     let _ = source.read_batch(usize::MAX, |packet| {
         let frame = packet.frame;
         let picked = decode::decode(link, packet.data).is_ok_and(|seg| {
-            let endpoints = key(
+            let endpoints = FlowKey::new(
                 SocketAddr::new(seg.src, seg.src_port),
                 SocketAddr::new(seg.dst, seg.dst_port),
             );

@@ -592,13 +592,13 @@ impl From<SocketAddr> for Endpoint {
 
 /// The 4-tuple with the endpoints in a fixed order, so both directions find one flow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-struct FlowKey {
+pub struct FlowKey {
     low: Endpoint,
     high: Endpoint,
 }
 
 impl FlowKey {
-    fn new(a: SocketAddr, b: SocketAddr) -> FlowKey {
+    pub fn new(a: SocketAddr, b: SocketAddr) -> FlowKey {
         let (a, b) = (Endpoint::from(a), Endpoint::from(b));
         if a <= b {
             FlowKey { low: a, high: b }
