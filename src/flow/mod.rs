@@ -6,6 +6,7 @@ pub mod seq;
 pub mod sniff;
 
 use std::collections::VecDeque;
+use std::collections::hash_map::Entry;
 
 use rustc_hash::FxHashMap;
 use std::net::SocketAddr;
@@ -796,10 +797,12 @@ impl FlowTable {
                 break;
             }
             self.closed.pop_front();
-            if self.flows.get(&key).is_some_and(|f| f.id == id)
-                && let Some(flow) = self.flows.remove(&key)
+            // One probe, not a lookup and then a remove: this flow went cold long ago,
+            // and each probe of it is a miss.
+            if let Entry::Occupied(entry) = self.flows.entry(key)
+                && entry.get().id == id
             {
-                done(finish(flow, End::Closed));
+                done(finish(entry.remove(), End::Closed));
             }
         }
     }
