@@ -6,7 +6,6 @@ pub mod seq;
 pub mod sniff;
 
 use std::collections::VecDeque;
-use std::collections::hash_map::Entry;
 
 use rustc_hash::FxHashMap;
 use std::net::SocketAddr;
@@ -797,12 +796,15 @@ impl FlowTable {
                 break;
             }
             self.closed.pop_front();
-            // One probe, not a lookup and then a remove: this flow went cold long ago,
-            // and each probe of it is a miss.
-            if let Entry::Occupied(entry) = self.flows.entry(key)
-                && entry.get().id == id
-            {
-                done(finish(entry.remove(), End::Closed));
+            // One probe, not a lookup and then a remove: this flow went cold long ago, and
+            // each probe of it is a miss. (`entry` would also reserve room for an insert.)
+            match self.flows.remove(&key) {
+                Some(flow) if flow.id == id => done(finish(flow, End::Closed)),
+                // Rare: the 4-tuple was reused, and this is the newer connection.
+                Some(newer) => {
+                    self.flows.insert(key, newer);
+                }
+                None => {}
             }
         }
     }
