@@ -167,21 +167,35 @@ impl PcapFile {
     }
 }
 
+/// A filled buffer, or the error that ended reading.
+type Chunk = std::io::Result<Vec<u8>>;
+
 /// A thread that reads the file chunk by chunk, each into the bytes after `HEADROOM` of a
-/// buffer it is given back once parsed. Dropping this ends the thread at its next step.
+/// buffer it is given back once parsed. Dropping this closes both channels, which ends the
+/// thread at its next step, and waits for it: no thread outlives its file.
 struct ReadAhead {
-    full: Receiver<std::io::Result<Vec<u8>>>,
-    empty: Sender<Vec<u8>>,
+    /// `Some` until dropped.
+    channels: Option<(Receiver<Chunk>, Sender<Vec<u8>>)>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for ReadAhead {
+    fn drop(&mut self) {
+        drop(self.channels.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 impl ReadAhead {
     fn start(mut file: File) -> std::io::Result<ReadAhead> {
-        let (full_tx, full): (SyncSender<std::io::Result<Vec<u8>>>, _) = sync_channel(BUFFERS);
+        let (full_tx, full): (SyncSender<Chunk>, _) = sync_channel(BUFFERS);
         let (empty, empty_rx) = channel::<Vec<u8>>();
         for _ in 0..BUFFERS - 1 {
             let _ = empty.send(Vec::new());
         }
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("pcap read-ahead".into())
             .spawn(move || {
                 for mut buffer in empty_rx {
@@ -197,12 +211,18 @@ impl ReadAhead {
                     }
                 }
             })?;
-        Ok(ReadAhead { full, empty })
+        Ok(ReadAhead {
+            channels: Some((full, empty)),
+            thread: Some(thread),
+        })
     }
 
     /// The next chunk, its bytes from `HEADROOM` on; `None` once the file has ended.
     fn next(&mut self) -> std::io::Result<Option<Vec<u8>>> {
-        match self.full.recv() {
+        let Some((full, _)) = &self.channels else {
+            return Ok(None);
+        };
+        match full.recv() {
             Ok(Ok(chunk)) if chunk.len() == HEADROOM => Ok(None),
             Ok(Ok(chunk)) => Ok(Some(chunk)),
             Ok(Err(e)) => Err(e),
@@ -212,7 +232,9 @@ impl ReadAhead {
 
     /// Hands a parsed chunk back to be filled again.
     fn recycle(&mut self, buffer: Vec<u8>) {
-        let _ = self.empty.send(buffer);
+        if let Some((_, empty)) = &self.channels {
+            let _ = empty.send(buffer);
+        }
     }
 }
 
