@@ -134,6 +134,9 @@ pub struct PacketCounts {
     pub read: u64,
     pub used: u64,
     pub skipped: BTreeMap<Skip, u64>,
+    /// Packets stamped earlier than a packet read before them: two interfaces or unsorted
+    /// files merged. They are analysed all the same; each flow's own order is what counts.
+    pub backwards: u64,
 }
 
 /// What one pass over a capture found.
@@ -265,8 +268,18 @@ impl<'s> Pipeline<'s> {
     /// is flagged, that flow's report is returned: the moment its story is certain.
     pub fn packet(&mut self, packet: &Packet, announce: bool) -> Option<FlowReport> {
         self.packets.read += 1;
-        self.first_packet.get_or_insert(packet.ts);
-        self.last_packet = Some(packet.ts);
+        match self.last_packet {
+            Some(latest) if packet.ts < latest => {
+                self.packets.backwards += 1;
+                if self.first_packet.is_some_and(|first| packet.ts < first) {
+                    self.first_packet = Some(packet.ts);
+                }
+            }
+            _ => {
+                self.first_packet.get_or_insert(packet.ts);
+                self.last_packet = Some(packet.ts);
+            }
+        }
         let segment = match decode::decode(self.link, packet.data) {
             Ok(segment) if self.table.is_targeted(&segment) => segment,
             Ok(_) => {
@@ -325,6 +338,12 @@ impl<'s> Pipeline<'s> {
         if let Some(&cut) = self.packets.skipped.get(&Skip::Truncated) {
             warnings.push(format!(
                 "{cut} packets were cut inside their headers by the snapshot length; capture with a larger -s (e.g. -s 128)"
+            ));
+        }
+        if self.packets.backwards > 0 {
+            warnings.push(format!(
+                "{} packets were stamped earlier than a packet before them (interfaces or files merged unsorted?); each flow was analysed in its own order",
+                self.packets.backwards
             ));
         }
         let evicted = self.table.evicted();

@@ -95,6 +95,8 @@ struct Packets {
     read: u64,
     used: u64,
     skipped: BTreeMap<Skip, u64>,
+    /// Packets stamped earlier than one read before them (merged interfaces or files).
+    backwards: u64,
 }
 
 impl Render for JsonReport {
@@ -125,6 +127,7 @@ impl Render for JsonReport {
                     read: analysis.packets.read,
                     used: analysis.packets.used,
                     skipped: analysis.packets.skipped.clone(),
+                    backwards: analysis.packets.backwards,
                 },
                 evicted: analysis.evicted,
                 kernel: analysis.kernel.map(|k| Kernel {
