@@ -690,8 +690,12 @@ impl FlowTable {
         // One lookup for the common case, a packet of a known connection.
         let mut reused = false;
         if let Some(flow) = self.flows.get_mut(&key) {
-            let same_connection =
-                !opening_syn || (flow.client == src && flow.from_client.isn == Some(Seq(seg.seq)));
+            // A SYN starts a new connection on this 4-tuple unless it is the client's SYN
+            // again (a retransmission), or the other end's first SYN before it has sent
+            // any: a simultaneous open (RFC 9293 3.5), one connection.
+            let same_connection = !opening_syn
+                || (flow.client == src && flow.from_client.isn == Some(Seq(seg.seq)))
+                || (flow.client != src && flow.from_server.isn.is_none());
             if same_connection {
                 let was_closed = flow.is_closed();
                 let from_client = flow.client == src;
