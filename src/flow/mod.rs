@@ -616,7 +616,11 @@ pub const CLOSED_GRACE: Nanos = 120 * crate::time::NANOS_PER_SEC;
 pub struct FlowTable {
     /// FxHash: several times faster than SipHash on this hot path. The keys come from
     /// the network, so a crafted flood could collide them; issue 6 (hardening) weighs that.
-    flows: FxHashMap<FlowKey, Flow>,
+    /// Boxed: the table's slots stay small (key and pointer), so growing or rehashing it
+    /// moves 48 bytes a flow, not the whole flow, and a flow's memory is freed the moment
+    /// it is handed on. Under a flood of new flows that is the difference between a
+    /// table that stays at its cap and one that doubles while it churns.
+    flows: FxHashMap<FlowKey, Box<Flow>>,
     /// Flows that closed, oldest first, to hand on once their grace period is over.
     closed: VecDeque<(Timestamp, FlowKey, u64)>,
     /// Every tracked flow once, in eviction order: the time it was last looked at, oldest
@@ -629,8 +633,10 @@ pub struct FlowTable {
     evicted: u64,
 }
 
-/// Enough for a busy node; each tracked flow costs a few hundred bytes.
-pub const DEFAULT_MAX_FLOWS: usize = 1_000_000;
+/// As many connections as a busy node's own conntrack table holds (nf_conntrack_max is
+/// 262,144 on most): at about 1.4 KB a flow, the table stops near 400 MB however many new
+/// flows a flood brings.
+pub const DEFAULT_MAX_FLOWS: usize = 262_144;
 
 impl FlowTable {
     pub fn new(targets: Vec<Target>) -> FlowTable {
@@ -704,7 +710,7 @@ impl FlowTable {
                     return None;
                 }
                 self.closed.push_back((at.ts, key, flow.id));
-                return self.flows.get(&key);
+                return self.flows.get(&key).map(|f| &**f);
             }
             reused = true;
         }
@@ -716,7 +722,7 @@ impl FlowTable {
                 } else {
                     End::CaptureEnd
                 };
-                done(finish(old, end));
+                done(finish(*old, end));
             }
         }
 
@@ -732,9 +738,13 @@ impl FlowTable {
             self.closed.push_back((at.ts, key, flow.id));
         }
         self.age.push_back((at.ts, key, flow.id));
-        self.flows.insert(key, flow);
+        self.flows.insert(key, Box::new(flow));
         self.drop_stale_age_entries();
-        if closed { self.flows.get(&key) } else { None }
+        if closed {
+            self.flows.get(&key).map(|f| &**f)
+        } else {
+            None
+        }
     }
 
     fn orient(
@@ -777,7 +787,7 @@ impl FlowTable {
             }
             if let Some(flow) = self.flows.remove(&key) {
                 self.evicted += 1;
-                done(finish(flow, End::Evicted));
+                done(finish(*flow, End::Evicted));
             }
             return;
         }
@@ -803,7 +813,7 @@ impl FlowTable {
             // One probe, not a lookup and then a remove: this flow went cold long ago, and
             // each probe of it is a miss. (`entry` would also reserve room for an insert.)
             match self.flows.remove(&key) {
-                Some(flow) if flow.id == id => done(finish(flow, End::Closed)),
+                Some(flow) if flow.id == id => done(finish(*flow, End::Closed)),
                 // Rare: the 4-tuple was reused, and this is the newer connection.
                 Some(newer) => {
                     self.flows.insert(key, newer);
@@ -815,7 +825,7 @@ impl FlowTable {
 
     /// The capture ended: every flow left is handed on, in order of first appearance.
     pub fn finish_all(&mut self, done: &mut impl FnMut(Flow)) {
-        let mut rest: Vec<Flow> = self.flows.drain().map(|(_, f)| f).collect();
+        let mut rest: Vec<Box<Flow>> = self.flows.drain().map(|(_, f)| f).collect();
         rest.sort_by_key(|f| f.id);
         self.closed.clear();
         self.age.clear();
@@ -825,7 +835,7 @@ impl FlowTable {
             } else {
                 End::CaptureEnd
             };
-            done(finish(flow, end));
+            done(finish(*flow, end));
         }
     }
 }
