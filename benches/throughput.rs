@@ -419,8 +419,99 @@ fn bare_libpcap_loop(path: &Path) -> (u64, f64) {
     (packets, started.elapsed().as_secs_f64())
 }
 
+/// A SYN flood: `syns` SYNs from spoofed addresses and ports to one server, 1 µs apart,
+/// each answered by a SYN-ACK that nobody acknowledges. Every SYN is a new flow.
+fn generate_flood(path: &Path, syns: usize) -> std::io::Result<u64> {
+    let mut out = BufWriter::with_capacity(1 << 20, File::create(path)?);
+    out.write_all(&[0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0])?;
+    out.write_all(&262_144u32.to_le_bytes())?;
+    out.write_all(&1u32.to_le_bytes())?;
+    let mut rng = Rng(0xf100_d5ee_d000_0001);
+    let server = [198, 19, 0, 1];
+    let mut frame = Vec::with_capacity(128);
+    let mut bytes = 24u64;
+    for i in 0..syns as u64 {
+        let r = rng.next();
+        let client = [198, 18, (r >> 8) as u8, r as u8];
+        let port = 1024 + (r >> 16) as u16 % 64000;
+        let isn = (r >> 32) as u32;
+        let t_us = 1_790_000_000_000_000u64 + 2 * i;
+        for (from_client, t) in [(true, t_us), (false, t_us + 1)] {
+            frame.clear();
+            let eth = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]);
+            let tcp = if from_client {
+                eth.ipv4(client, server, 64)
+                    .tcp(port, 443, isn, 64240)
+                    .syn()
+            } else {
+                eth.ipv4(server, client, 64)
+                    .tcp(443, port, !isn, 65160)
+                    .syn()
+                    .ack(isn.wrapping_add(1))
+            };
+            tcp.write(&mut frame, &[]).expect("a buildable segment");
+            out.write_all(&((t / 1_000_000) as u32).to_le_bytes())?;
+            out.write_all(&((t % 1_000_000) as u32).to_le_bytes())?;
+            out.write_all(&(frame.len() as u32).to_le_bytes())?;
+            out.write_all(&(frame.len() as u32).to_le_bytes())?;
+            out.write_all(&frame)?;
+            bytes += 16 + frame.len() as u64;
+        }
+    }
+    out.flush()?;
+    Ok(bytes)
+}
+
+/// `--flood N`: N distinct SYN flows, analysed with the default settings and with a small
+/// `--max-flows`: time and peak memory for each. Memory must stop at the flow cap.
+fn flood(dir: &Path, syns: usize) {
+    let path = dir.join(format!("flood-{syns}.pcap"));
+    if !path.exists() {
+        let bytes = generate_flood(&path, syns).expect("write the flood capture");
+        eprintln!(
+            "flood capture: {} ({:.2} GB)",
+            path.display(),
+            bytes as f64 / 1e9
+        );
+    }
+    println!("SYN flood: {syns} SYNs, each a new flow, 2 packets each");
+    for max_flows in [None, Some("100000")] {
+        let started = Instant::now();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_staleconn"));
+        command.arg("-r").arg(&path).args(["--format", "json"]);
+        if let Some(max) = max_flows {
+            command.args(["--max-flows", max]);
+        }
+        let output = command
+            .stderr(Stdio::null())
+            .output()
+            .expect("run staleconn");
+        let seconds = started.elapsed().as_secs_f64();
+        let doc: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap_or_default();
+        println!(
+            "  --max-flows {:>9}: {seconds:>6.2} s  {:>5.2} Mpkt/s  peak RSS {:>5.0} MB  evicted {}  flows {}",
+            max_flows.unwrap_or("(default)"),
+            2.0 * syns as f64 / seconds / 1e6,
+            children_peak_rss_kb() as f64 / 1024.0,
+            doc["summary"]["evicted"],
+            doc["summary"]["flows"],
+        );
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    if let Some(syns) = args
+        .iter()
+        .position(|a| a == "--flood")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|n| n.parse().ok())
+    {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench");
+        std::fs::create_dir_all(&dir).expect("target/bench");
+        flood(&dir, syns);
+        return;
+    }
     let packets = args
         .iter()
         .position(|a| a == "--packets")
