@@ -210,14 +210,16 @@ fn ipv6_extension_headers_before_tcp_are_walked() {
         .exchange(10)
         .exchange(2000)
         .client_closes(500);
-    // Insert a hop-by-hop options header (8 bytes of padding) before every TCP header.
+    // Insert a hop-by-hop and a destination options header (8 bytes of padding each)
+    // before every TCP header.
     for bytes in &mut talk.frames {
         let next_header = bytes[14 + 6];
         bytes[14 + 6] = 0; // hop-by-hop
-        let payload_len = u16::from_be_bytes([bytes[18], bytes[19]]) + 8;
+        let payload_len = u16::from_be_bytes([bytes[18], bytes[19]]) + 16;
         bytes[18..20].copy_from_slice(&payload_len.to_be_bytes());
-        let hop_by_hop = [next_header, 0, 1, 4, 0, 0, 0, 0]; // PadN over 6 bytes
-        bytes.splice(54..54, hop_by_hop);
+        let hop_by_hop = [60, 0, 1, 4, 0, 0, 0, 0]; // then destination options; PadN
+        let destination = [next_header, 0, 1, 4, 0, 0, 0, 0];
+        bytes.splice(54..54, hop_by_hop.into_iter().chain(destination));
     }
     let (verdicts, analysis) = verdicts_of(&talk);
     assert_eq!(verdicts, [Verdict::Completed]);
