@@ -118,7 +118,9 @@ fn pcap_record_length_that_swallows_the_next_records() {
     assert!(matches!(code, Some(0 | 1)), "exit {code:?}: {stderr:?}");
     // The garbage read as headers may also carry a time from the past: counted, warned.
     assert!(
-        stderr.iter().any(|l| l.contains("capture ends early after frame 3")),
+        stderr
+            .iter()
+            .any(|l| l.contains("capture ends early after frame 3")),
         "{stderr:?}"
     );
     assert!(doc["summary"]["packets"]["read"].as_u64().unwrap() >= 30);
@@ -157,5 +159,8 @@ fn pcapng_cut_inside_its_section_header_is_an_error() {
     let (code, _, stderr) = analyse(&file);
     assert_eq!(code, Some(2), "{stderr:?}");
     assert_eq!(stderr.len(), 1, "{stderr:?}");
-    assert!(stderr[0].contains("capture header is cut off"), "{stderr:?}");
+    assert!(
+        stderr[0].contains("capture header is cut off"),
+        "{stderr:?}"
+    );
 }

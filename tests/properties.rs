@@ -77,12 +77,12 @@ fn conversation(story: Story, rtt_ms: i64, start: i64) -> Vec<Seg> {
     let (mut c, mut s) = (0u32, 0u32); // next relative seq of client and server
     let mut t = start;
     let push = |segs: &mut Vec<Seg>,
-                    at: i64,
-                    from_client: bool,
-                    flags: &str,
-                    seq: u32,
-                    ack_no: u32,
-                    payload: &'static [u8]| {
+                at: i64,
+                from_client: bool,
+                flags: &str,
+                seq: u32,
+                ack_no: u32,
+                payload: &'static [u8]| {
         segs.push(Seg {
             at,
             from_client,
