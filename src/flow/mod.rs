@@ -5,9 +5,8 @@
 pub mod seq;
 pub mod sniff;
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 
-use rustc_hash::FxHashMap;
 use std::net::SocketAddr;
 
 use crate::decode::Segment;
@@ -614,13 +613,14 @@ pub const CLOSED_GRACE: Nanos = 120 * crate::time::NANOS_PER_SEC;
 
 /// All flows of a capture, keyed by 4-tuple.
 pub struct FlowTable {
-    /// FxHash: several times faster than SipHash on this hot path. The keys come from
-    /// the network, so a crafted flood could collide them; issue 6 (hardening) weighs that.
+    /// foldhash, seeded at random per process: as fast as FxHash on this hot path, but the
+    /// keys come from the network, and an unseeded hash would let crafted 4-tuples pile
+    /// into one bucket and turn every lookup into a scan.
     /// Boxed: the table's slots stay small (key and pointer), so growing or rehashing it
     /// moves 48 bytes a flow, not the whole flow, and a flow's memory is freed the moment
     /// it is handed on. Under a flood of new flows that is the difference between a
     /// table that stays at its cap and one that doubles while it churns.
-    flows: FxHashMap<FlowKey, Box<Flow>>,
+    flows: HashMap<FlowKey, Box<Flow>, foldhash::fast::RandomState>,
     /// Flows that closed, oldest first, to hand on once their grace period is over.
     closed: VecDeque<(Timestamp, FlowKey, u64)>,
     /// Every tracked flow once, in eviction order: the time it was last looked at, oldest
@@ -647,7 +647,7 @@ impl FlowTable {
     /// handed on (ended `Evicted`) to make room.
     pub fn with_capacity_limit(targets: Vec<Target>, max_flows: usize) -> FlowTable {
         FlowTable {
-            flows: FxHashMap::default(),
+            flows: HashMap::default(),
             closed: VecDeque::new(),
             age: VecDeque::new(),
             targets,
