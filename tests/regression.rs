@@ -1,6 +1,12 @@
 //! Bugs found once, pinned on the captures that showed them.
 
+use std::sync::Mutex;
+
 use staleconn::{Settings, analyze_file};
+
+/// Held by each test that reads a file in this process, so one test's read-ahead thread
+/// is never mistaken for another's.
+static READING: Mutex<()> = Mutex::new(());
 
 /// A request answered by RST, with the server's FIN arriving only afterwards (its process
 /// exited), was called a keep-alive race: the race detector took the late FIN as the close
@@ -8,6 +14,7 @@ use staleconn::{Settings, analyze_file};
 /// traffic (tests/live_traffic.py): iptables REJECT answers the request after 2.6 s idle.
 #[test]
 fn reset_before_a_late_server_fin_is_not_a_keepalive_race() {
+    let _reading = READING.lock().unwrap_or_else(|e| e.into_inner());
     let mut settings = Settings::default();
     settings.thresholds.nat_idle = 2_000_000_000;
     let analysis =
@@ -25,4 +32,39 @@ fn reset_before_a_late_server_fin_is_not_a_keepalive_race() {
             (18080, "keepalive_race")
         ]
     );
+}
+
+/// The classic pcap reader's read-ahead thread outlived the analysis of its file: it was
+/// left detached, still running when the caller went on (the capture_file fuzzer's
+/// LeakSanitizer saw it at exit). It is now joined when the file is dropped.
+#[test]
+fn read_ahead_thread_ends_with_its_file() {
+    let _reading = READING.lock().unwrap_or_else(|e| e.into_inner());
+    let read_ahead_threads = || {
+        std::fs::read_dir("/proc/self/task")
+            .map(|tasks| {
+                tasks
+                    .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+                    .filter(|name| name.trim() == "pcap read-ahead")
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    // Larger than the read-ahead's chunks in flight, and left after one packet (`-c 1`),
+    // so the thread is still reading when the file is dropped.
+    let capture = std::fs::read("testdata/race-tls12-client.pcap").unwrap();
+    let mut big = capture.clone();
+    while big.len() < 4 << 20 {
+        big.extend_from_slice(&capture[24..]);
+    }
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), &big).unwrap();
+    let settings = Settings {
+        count: Some(1),
+        ..Settings::default()
+    };
+    for _ in 0..20 {
+        analyze_file(file.path().to_str().unwrap(), &settings).unwrap();
+        assert_eq!(read_ahead_threads(), 0);
+    }
 }
