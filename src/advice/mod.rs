@@ -14,7 +14,7 @@ use serde::Serialize;
 use crate::detect::{Finding, Verdict};
 use crate::flow::Flow;
 use crate::time::{Nanos, secs};
-use known::{Fit, Known};
+use known::{Fit, Known, LatePacket};
 
 /// Idle closes and reuse points kept per server; counts, min and max stay exact beyond it.
 const SAMPLE: usize = 10_000;
@@ -190,6 +190,10 @@ pub struct Candidate {
     pub fit: &'static str,
     pub source: &'static str,
     pub verified: bool,
+    /// Middleboxes: what a packet of a connection it forgot meets: `rst`, `drop` or
+    /// `unknown` (not documented).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub late_packet: Option<&'static str>,
 }
 
 /// Everything staleconn can say about one server.
@@ -206,6 +210,8 @@ pub struct ServerAdvice {
     pub announced_connection_close: bool,
     pub middlebox: Option<Bracket>,
     pub keepalive_candidates: Vec<Candidate>,
+    /// Middleboxes that fit the reset bracket and answer a forgotten connection with RST
+    /// (or may: not documented).
     pub middlebox_candidates: Vec<Candidate>,
     /// The recommended client max idle, in seconds.
     pub max_idle_s: Option<u64>,
@@ -225,7 +231,23 @@ fn candidate(known: Known, fit: &'static str) -> Candidate {
         fit,
         source: known.source,
         verified: known.verified,
+        late_packet: (known.kind == known::Kind::Middlebox).then(|| known.late_packet.name()),
     }
+}
+
+/// Middleboxes whose default lies in the bracket and that could have answered as seen.
+fn middleboxes_fitting(survived: Option<f64>, failed: f64, seen: LatePacket) -> Vec<Candidate> {
+    known::middleboxes_within(survived, failed, seen)
+        .into_iter()
+        .map(|known| {
+            let fit = if known.late_packet == LatePacket::Unknown {
+                "within the bracket; RST or silent drop not documented"
+            } else {
+                "within the bracket"
+            };
+            candidate(known, fit)
+        })
+        .collect()
 }
 
 /// Rule A: below a server that closes after X s, a max idle of X - max(1 s, 10 %),
@@ -271,12 +293,7 @@ fn advise(server: SocketAddr, mut stats: ServerStats) -> ServerAdvice {
     });
     let middlebox_candidates: Vec<Candidate> = middlebox
         .as_ref()
-        .map(|b| {
-            known::middleboxes_within(b.survived_s, b.reset_s)
-                .into_iter()
-                .map(|known| candidate(known, "within the bracket"))
-                .collect()
-        })
+        .map(|b| middleboxes_fitting(b.survived_s, b.reset_s, LatePacket::Rst))
         .unwrap_or_default();
 
     let mut max_idle = None;
