@@ -203,3 +203,27 @@ fn blackhole_advice_and_evidence_are_in_the_json() {
         assert!(flow["fix"].as_str().unwrap().contains("read timeout"));
     }
 }
+
+/// One blackholed flow alone (a BPF filter): its first request, answered right after the
+/// handshake, is no control, so the bracket has only its upper end.
+#[test]
+fn a_blackhole_without_a_control_is_bracketed_from_above_only() {
+    let settings = Settings {
+        bpf: Some("port 51003".to_string()),
+        ..Settings::default()
+    };
+    let analysis = analyze_file("testdata/blackhole-client.pcap", &settings).unwrap();
+    let s = server(&analysis.servers, "198.19.8.2:8090");
+    let bracket = s.blackhole.as_ref().unwrap();
+    assert_eq!(bracket.survived_s, None, "{bracket:?}");
+    assert!(
+        s.advice[0].contains("a silence of at most 280.0 s"),
+        "{:?}",
+        s.advice
+    );
+    assert_eq!(
+        s.max_idle_s,
+        Some(215),
+        "Azure's 240 s is still in the bracket"
+    );
+}

@@ -371,8 +371,10 @@ fn advise(server: SocketAddr, mut stats: ServerStats) -> ServerAdvice {
         })
         .unwrap_or_default();
 
+    // A request answered right after the handshake says nothing about an idle timer.
+    let survived = stats.longest_survived.filter(|s| *s >= REUSE_MIN_IDLE);
     let middlebox = stats.shortest_reset.map(|reset| Bracket {
-        survived_s: stats.longest_survived.filter(|s| *s < reset).map(secs),
+        survived_s: survived.filter(|s| *s < reset).map(secs),
         reset_s: secs(reset),
         rst_sent_by: stats.rst_sent_by,
         rst_ttl: stats.rst_ttl,
@@ -383,7 +385,7 @@ fn advise(server: SocketAddr, mut stats: ServerStats) -> ServerAdvice {
         .map(|b| middleboxes_fitting(b.survived_s, b.reset_s, LatePacket::Rst))
         .unwrap_or_default();
     let blackhole = stats.shortest_blackhole.map(|dropped| SilentDrop {
-        survived_s: stats.longest_survived.filter(|s| *s < dropped).map(secs),
+        survived_s: survived.filter(|s| *s < dropped).map(secs),
         dropped_s: secs(dropped),
         longest_unanswered_s: stats.longest_unanswered_s,
     });
@@ -464,7 +466,10 @@ fn advise(server: SocketAddr, mut stats: ServerStats) -> ServerAdvice {
             .map(|s| {
                 format!(" (3 times the slowest answer seen here, {s:.3} s, and at least 10 s)")
             })
-            .unwrap_or_else(|| " (no answer was seen to measure; at least 10 s)".to_string());
+            .unwrap_or_else(|| {
+                " (no answer to a flow's last request was seen to measure; at least 10 s)"
+                    .to_string()
+            });
         advice.push(format!(
             "set a read timeout of {r} s{slowest} so that a dropped request fails fast instead of hanging, and retry idempotent requests once on a new connection; without a timeout Linux retransmits for about 15 min (tcp_retries2=15) before the socket fails"
         ));
