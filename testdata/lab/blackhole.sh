@@ -27,7 +27,7 @@
 #   (both keep connections open forever: every close comes from the client).
 #   Clients: lab/blackhole_client.py (idle 200 s and 280 s; see its header).
 #
-# HOW LONG: ~5.5 minutes. BH_SCALE=0.2 ./blackhole.sh is a ~1 minute smoke test
+# HOW LONG: ~6 minutes. BH_SCALE=0.2 ./blackhole.sh is a ~1 minute smoke test
 #   (every idle, wait, timeout and the conntrack timeout scaled) -- do not
 #   commit its captures (use LAB_OUT=dir).
 #
