@@ -79,6 +79,11 @@ pub struct Args {
     #[arg(long, value_name = "DURATION", default_value = "350s")]
     pub nat_idle: String,
 
+    /// Silence before a request that gets nothing back (no ACK, no RST) while the client
+    /// retransmits it, that counts as a middlebox dropping a forgotten connection
+    #[arg(long, value_name = "DURATION", default_value = "60s")]
+    pub blackhole_idle: String,
+
     /// Output: a table for people, or JSON for scripts
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
@@ -160,6 +165,7 @@ impl Config {
             .collect::<Result<Vec<_>>>()
             .context("--target")?;
         let nat_idle = parse_duration("--nat-idle", &args.nat_idle)?;
+        let blackhole_idle = parse_duration("--blackhole-idle", &args.blackhole_idle)?;
         let duration = args
             .duration
             .as_deref()
@@ -220,6 +226,7 @@ impl Config {
                 targets,
                 thresholds: Thresholds {
                     nat_idle: i64::try_from(nat_idle.as_nanos()).unwrap_or(i64::MAX),
+                    blackhole_idle: i64::try_from(blackhole_idle.as_nanos()).unwrap_or(i64::MAX),
                 },
                 // The table without --all lists flagged flows only.
                 keep_benign: !matches!(output, Output::Table { all: false, .. }),

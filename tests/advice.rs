@@ -1,5 +1,6 @@
 //! Per-server advice on the lab's real captures: the measured keep-alive timeout, the
-//! bracket on the NAT's idle timer, the likely culprits, and the client settings to change.
+//! brackets on a middlebox's idle timer (reset or silent drop), the likely culprits, and the
+//! client settings to change.
 
 use staleconn::advice::ServerAdvice;
 use staleconn::{Settings, analyze_file};
@@ -81,5 +82,148 @@ fn nat_capture_brackets_the_timer_around_350_seconds() {
         s.advice[0].contains("TTL 64, the server's packets 63"),
         "{:?}",
         s.advice
+    );
+}
+
+/// testdata/lab/blackhole.sh: a router that forgets connections after 240 s (Azure Load
+/// Balancer's default) and drops their packets. A request after 200 s was answered, three
+/// after 280 s got nothing back; a slow server (20 s think) answered after 200 s idle.
+#[test]
+fn blackhole_capture_brackets_the_silent_timer_and_names_azure_load_balancer() {
+    let all = servers("blackhole-client.pcap");
+    let s = server(&all, "198.19.8.2:8090");
+    assert_eq!(s.idle_blackholes, 3);
+    assert_eq!(s.nat_resets, 0);
+    let bracket = s.blackhole.as_ref().unwrap();
+    let survived = bracket.survived_s.unwrap();
+    assert!(
+        (survived - 200.0).abs() < 0.01 && (bracket.dropped_s - 280.0).abs() < 0.01,
+        "{bracket:?}"
+    );
+    assert!(bracket.longest_unanswered_s > 20.0, "{bracket:?}");
+    let names: Vec<&str> = s.blackhole_candidates.iter().map(|c| c.name).collect();
+    assert_eq!(
+        names,
+        ["Azure Load Balancer (TCP reset on idle off, the default)"],
+        "only a device that drops silently: Azure NAT Gateway (240 s too) answers with RST"
+    );
+    assert!(s.middlebox.is_none() && s.middlebox_candidates.is_empty());
+    // Under Azure's verified 240 s by rule B; keepalive at half of it.
+    assert_eq!((s.max_idle_s, s.tcp_keepalive_s), (Some(215), Some(120)));
+    assert_eq!(s.read_timeout_s, Some(10));
+    assert!(
+        s.advice[0].contains("dropped silently after a silence of between 200.0 s and 280.0 s")
+            && s.advice[0].contains("max idle time to 215 s"),
+        "{:?}",
+        s.advice
+    );
+    assert!(
+        s.advice[1].contains("read timeout of 10 s"),
+        "{:?}",
+        s.advice
+    );
+    assert!(
+        s.read_timeout_settings
+            .iter()
+            .any(|r| r.setting.contains("TCP_USER_TIMEOUT, 10000)")),
+        "{:?}",
+        s.read_timeout_settings
+    );
+
+    // The slow server acknowledged its requests at once and answered 20 s later: alive.
+    let slow = server(&all, "198.19.8.2:8091");
+    assert_eq!(slow.idle_blackholes, 0);
+    assert!(slow.blackhole.is_none() && slow.advice.is_empty());
+    assert!((slow.slowest_response_s.unwrap() - 20.0).abs() < 0.5);
+}
+
+/// The same advice and culprit, and each blackholed flow's figures, as scripts read them.
+#[test]
+fn blackhole_advice_and_evidence_are_in_the_json() {
+    let analysis = analyze_file("testdata/blackhole-client.pcap", &Settings::default()).unwrap();
+    let text = staleconn::report::Output::Json
+        .renderer(false)
+        .render(&analysis);
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let server = json["servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["server"] == "198.19.8.2:8090")
+        .unwrap();
+    assert_eq!(server["idle_blackholes"], 3);
+    assert_eq!(server["max_idle_s"], 215);
+    assert_eq!(server["read_timeout_s"], 10);
+    let culprit = &server["blackhole_candidates"][0];
+    assert_eq!(culprit["default_s"], 240.0);
+    assert_eq!(culprit["late_packet"], "drop");
+    assert!(
+        culprit["source"]
+            .as_str()
+            .unwrap()
+            .contains("load-balancer-tcp-reset")
+    );
+    let advice: Vec<&str> = server["advice"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert!(
+        advice.iter().any(|a| a.contains("dropped silently")),
+        "{advice:?}"
+    );
+    assert!(
+        advice.iter().any(|a| a.contains("read timeout of 10 s")),
+        "{advice:?}"
+    );
+    assert!(server["read_timeout_settings"].as_array().unwrap().len() > 5);
+
+    let blackholed: Vec<&serde_json::Value> = json["flows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["verdict"] == "idle_blackhole")
+        .collect();
+    assert_eq!(blackholed.len(), 3);
+    for flow in blackholed {
+        let e = &flow["evidence"];
+        assert_eq!(flow["flagged"], true);
+        assert_eq!(e["answer"], "nothing");
+        assert!(e["request_retransmissions"].as_u64().unwrap() >= 5, "{e}");
+        assert!(e["retransmission_span_s"].as_f64().unwrap() > 10.0, "{e}");
+        assert!(
+            e["server_last_before_request_s"].as_f64().unwrap() > 279.0,
+            "{e}"
+        );
+        assert!(
+            e["ended_by"] == "client_rst" || e["ended_by"] == "capture_end",
+            "{e}"
+        );
+        assert!(flow["fix"].as_str().unwrap().contains("read timeout"));
+    }
+}
+
+/// One blackholed flow alone (a BPF filter): its first request, answered right after the
+/// handshake, is no control, so the bracket has only its upper end.
+#[test]
+fn a_blackhole_without_a_control_is_bracketed_from_above_only() {
+    let settings = Settings {
+        bpf: Some("port 51003".to_string()),
+        ..Settings::default()
+    };
+    let analysis = analyze_file("testdata/blackhole-client.pcap", &settings).unwrap();
+    let s = server(&analysis.servers, "198.19.8.2:8090");
+    let bracket = s.blackhole.as_ref().unwrap();
+    assert_eq!(bracket.survived_s, None, "{bracket:?}");
+    assert!(
+        s.advice[0].contains("a silence of at most 280.0 s"),
+        "{:?}",
+        s.advice
+    );
+    assert_eq!(
+        s.max_idle_s,
+        Some(215),
+        "Azure's 240 s is still in the bracket"
     );
 }

@@ -1,5 +1,6 @@
-//! Every committed capture, made by real TCP stacks in the lab (testdata/lab/run.sh), gets
-//! the verdict testdata/expected.tsv gives each of its flows, with the measured idle times.
+//! Every committed capture, made by real TCP stacks in the lab (testdata/lab/run.sh and
+//! blackhole.sh), gets the verdict testdata/expected.tsv gives each of its flows, with the
+//! measured idle times and, for an idle blackhole, the retransmissions and their span.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -16,6 +17,8 @@ struct Expected {
     verdict: String,
     request_idle_s: Option<f64>,
     server_close_idle_s: Option<f64>,
+    retransmissions: Option<u32>,
+    retransmission_span_s: Option<f64>,
     scenario: String,
 }
 
@@ -27,7 +30,7 @@ fn expected() -> Vec<Expected> {
         .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
         .map(|line| {
             let c: Vec<&str> = line.split('\t').collect();
-            assert!(c.len() >= 7, "short row: {line}");
+            assert!(c.len() >= 9, "short row: {line}");
             Expected {
                 capture: c[0].to_string(),
                 client: c[1].to_string(),
@@ -35,7 +38,9 @@ fn expected() -> Vec<Expected> {
                 verdict: c[3].to_string(),
                 request_idle_s: figure(c[4]),
                 server_close_idle_s: figure(c[5]),
-                scenario: c[6].to_string(),
+                retransmissions: figure(c[6]).map(|n| n as u32),
+                retransmission_span_s: figure(c[7]),
+                scenario: c[8].to_string(),
             }
         })
         .collect()
@@ -75,6 +80,24 @@ fn check(flow: &FlowReport, row: &Expected) {
     }
     if let Some(idle) = row.server_close_idle_s {
         close_to("server close idle", evidence.server_close_idle_s, idle, row);
+    }
+    if let Some(n) = row.retransmissions {
+        assert_eq!(
+            evidence.request_retransmissions,
+            Some(n),
+            "{}: {} retransmissions ({})",
+            row.capture,
+            row.client,
+            row.scenario
+        );
+    }
+    if let Some(span) = row.retransmission_span_s {
+        close_to(
+            "retransmission span",
+            evidence.retransmission_span_s,
+            span,
+            row,
+        );
     }
 }
 

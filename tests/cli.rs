@@ -313,6 +313,36 @@ fn capture_cut_mid_record_is_analysed_then_warned() {
     assert_eq!(doc["summary"]["warnings"].as_array().unwrap().len(), 1);
 }
 
+/// Requests dropped after 280 s of silence are flagged, with the silent-drop advice; a
+/// --blackhole-idle above that silence flags nothing.
+#[test]
+fn idle_blackholes_exit_1_unless_the_threshold_is_above_their_silence() {
+    let blackhole = "testdata/blackhole-client.pcap";
+    let out = staleconn().args(["-r", blackhole]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let table = String::from_utf8(out.stdout).unwrap();
+    assert!(table.contains("! idle_blackhole              3"), "{table}");
+    assert!(
+        table.contains("got nothing back (no ACK, no data, no RST)"),
+        "{table}"
+    );
+    assert!(
+        table.contains("middlebox: drops idle connections silently: survived 200.0 s"),
+        "{table}"
+    );
+    assert!(table.contains("likely: Azure Load Balancer"), "{table}");
+    assert!(
+        table.contains("read timeout of 10 s, per client:"),
+        "{table}"
+    );
+
+    let out = staleconn()
+        .args(["-r", blackhole, "--blackhole-idle", "5m"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+}
+
 #[test]
 fn capture_cut_inside_its_file_header_is_an_error() {
     let bytes = std::fs::read(RACE).unwrap();
@@ -330,6 +360,12 @@ fn bad_options_exit_2() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(one_error_line(&out).contains("--nat-idle 'soon'"));
+    let out = staleconn()
+        .args(["-r", RACE, "--blackhole-idle", "0s"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(one_error_line(&out).contains("--blackhole-idle must be longer than zero"));
     let out = staleconn()
         .args(["-r", RACE, "--target", "example.com"])
         .output()

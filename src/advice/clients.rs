@@ -1,5 +1,6 @@
-//! The client settings that bound how long a pooled connection sits idle, and the ones that
-//! keep it alive or check it before reuse, with the value staleconn recommends filled in.
+//! The client settings that bound how long a pooled connection sits idle, the ones that
+//! keep it alive or check it before reuse, and the read timeouts that turn a hang into an
+//! error, with the value staleconn recommends filled in.
 
 use serde::Serialize;
 
@@ -54,6 +55,58 @@ const MAX_IDLE: &[(&str, &str)] = &[
     ),
 ];
 
+/// Read (response) timeouts per client, so a request nobody answers fails instead of
+/// hanging; `{s}` is seconds, `{ms}` milliseconds. The last is the kernel's own bound.
+const READ_TIMEOUT: &[(&str, &str)] = &[
+    (
+        "Reactor Netty",
+        "HttpClient.create().responseTimeout(Duration.ofSeconds({s}))",
+    ),
+    (
+        "Spring Cloud Gateway",
+        "spring.cloud.gateway.server.webflux.httpclient.response-timeout={s}s",
+    ),
+    (
+        "Apache HttpClient 4.5",
+        "RequestConfig.custom().setSocketTimeout({ms})",
+    ),
+    (
+        "Apache HttpClient 5",
+        "RequestConfig.custom().setResponseTimeout(Timeout.ofSeconds({s}))",
+    ),
+    (
+        "OkHttp",
+        "new OkHttpClient.Builder().readTimeout({s}, TimeUnit.SECONDS) (default 10 s)",
+    ),
+    (
+        "JDK HttpClient",
+        "HttpRequest.newBuilder(uri).timeout(Duration.ofSeconds({s}))",
+    ),
+    (
+        "Go net/http",
+        "http.Transport{ResponseHeaderTimeout: {s} * time.Second}, or http.Client{Timeout: ...} for the whole exchange",
+    ),
+    (
+        "Node undici / fetch",
+        "new Agent({ headersTimeout: {ms}, bodyTimeout: {ms} }) (defaults 300 s)",
+    ),
+    (
+        "Node http",
+        "http.request(url, { timeout: {ms} }) and destroy the request on 'timeout'",
+    ),
+    ("Python aiohttp", "ClientTimeout(sock_read={s})"),
+    ("Python httpx", "httpx.Timeout(5.0, read={s})"),
+    ("Python requests", "requests.get(url, timeout=(5, {s}))"),
+    (
+        ".NET",
+        "HttpClient.Timeout = TimeSpan.FromSeconds({s}) (default 100 s)",
+    ),
+    (
+        "Linux, any client",
+        "setsockopt(IPPROTO_TCP, TCP_USER_TIMEOUT, {ms}): the kernel fails a connection whose data stays unacknowledged that long, whatever the client library",
+    ),
+];
+
 /// Where a pool can check a connection before reusing it (catches a FIN that arrived).
 pub const CHECK_BEFORE_REUSE: &str = "Apache HttpClient: validateAfterInactivity (4.5: PoolingHttpClientConnectionManager.setValidateAfterInactivity; 5: ConnectionConfig); Python: use urllib3/requests instead of bare http.client, which reuses without checking; a max idle below the server's timeout avoids both cases";
 
@@ -81,6 +134,17 @@ pub fn tcp_keepalive(seconds: u64) -> String {
     fill(TCP_KEEPALIVE, seconds)
 }
 
+/// Every client's read timeout for `seconds`, and TCP_USER_TIMEOUT.
+pub fn read_timeout_settings(seconds: u64) -> Vec<Setting> {
+    READ_TIMEOUT
+        .iter()
+        .map(|(client, template)| Setting {
+            client,
+            setting: fill(template, seconds),
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -100,5 +164,15 @@ mod tests {
                 .any(|s| s.setting == "http.Transport{IdleConnTimeout: 4 * time.Second}")
         );
         assert!(tcp_keepalive(175).starts_with("SO_KEEPALIVE with TCP_KEEPIDLE=175"));
+        let read = read_timeout_settings(10);
+        assert!(read.iter().any(|s| {
+            s.client == "OkHttp"
+                && s.setting
+                    .starts_with("new OkHttpClient.Builder().readTimeout(10, ")
+        }));
+        assert!(
+            read.iter()
+                .any(|s| s.setting.contains("TCP_USER_TIMEOUT, 10000)"))
+        );
     }
 }

@@ -11,11 +11,34 @@ pub enum Kind {
     Middlebox,
 }
 
+/// What a middlebox does with the next packet of a connection it forgot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LatePacket {
+    /// Answers it with RST: the NAT idle reset.
+    Rst,
+    /// Drops it without a word: the client retransmits into silence (the idle blackhole).
+    Drop,
+    /// Not documented where the default is (or it depends on the configuration).
+    Unknown,
+}
+
+impl LatePacket {
+    pub fn name(self) -> &'static str {
+        match self {
+            LatePacket::Rst => "rst",
+            LatePacket::Drop => "drop",
+            LatePacket::Unknown => "unknown",
+        }
+    }
+}
+
 /// A product's default idle timeout.
 #[derive(Debug, Clone, Copy)]
 pub struct Known {
     pub name: &'static str,
     pub kind: Kind,
+    /// Middleboxes: what a packet of a connection it forgot meets.
+    pub late_packet: LatePacket,
     /// The default, in seconds.
     pub seconds: f64,
     /// How late it may close by design: a timer scanned once a second, or a buffer added.
@@ -30,6 +53,7 @@ const fn server(name: &'static str, seconds: f64, late_by: f64, source: &'static
     Known {
         name,
         kind: Kind::Server,
+        late_packet: LatePacket::Unknown,
         seconds,
         late_by,
         source,
@@ -37,10 +61,16 @@ const fn server(name: &'static str, seconds: f64, late_by: f64, source: &'static
     }
 }
 
-const fn middlebox(name: &'static str, seconds: f64, source: &'static str) -> Known {
+const fn middlebox(
+    name: &'static str,
+    seconds: f64,
+    late_packet: LatePacket,
+    source: &'static str,
+) -> Known {
     Known {
         name,
         kind: Kind::Middlebox,
+        late_packet,
         seconds,
         late_by: 0.0,
         source,
@@ -159,64 +189,89 @@ pub const KNOWN: &[Known] = &[
         0.0,
         "https://www.envoyproxy.io/docs/envoy/latest/faq/configuration/timeouts",
     ),
+    // Its default is to "silently drop flows when the idle timeout of a flow is reached";
+    // "TCP reset on idle" (off unless enabled per rule) sends RSTs at expiry instead.
     middlebox(
-        "Azure Load Balancer / Azure NAT Gateway (4 min)",
+        "Azure Load Balancer (TCP reset on idle off, the default)",
         240.0,
-        "MicrosoftDocs/azure-docs articles/load-balancer/load-balancer-tcp-idle-timeout.md; articles/nat-gateway/nat-gateway-resource.md",
+        LatePacket::Drop,
+        "MicrosoftDocs/azure-docs articles/load-balancer/load-balancer-tcp-reset.md (default: silently drop flows at idle timeout); load-balancer-tcp-idle-timeout.md (4 min)",
+    ),
+    // "A TCP reset packet is sent only upon detecting traffic on the dropped connection flow".
+    middlebox(
+        "Azure NAT Gateway",
+        240.0,
+        LatePacket::Rst,
+        "MicrosoftDocs/azure-docs articles/nat-gateway/nat-gateway-resource.md (4 min; RST to traffic on a dropped flow)",
     ),
     unverified(middlebox(
         "AWS Global Accelerator (unverified)",
         340.0,
+        LatePacket::Unknown,
         "secondary summaries of docs.aws.amazon.com/global-accelerator/latest/dg/introduction-how-it-works.html",
     )),
     middlebox(
         "AWS NAT Gateway",
         350.0,
+        LatePacket::Rst,
         "awsdocs/amazon-vpc-user-guide doc_source/nat-gateway-troubleshooting.md (350 s; RST to later packets)",
     ),
     middlebox(
         "AWS Network Load Balancer",
         350.0,
+        LatePacket::Rst,
         "https://docs.aws.amazon.com/elasticloadbalancing/latest/network/update-idle-timeout.html",
     ),
     middlebox(
         "AWS Gateway Load Balancer",
         350.0,
+        LatePacket::Unknown,
         "https://docs.aws.amazon.com/elasticloadbalancing/latest/gateway/update-idle-timeout.html",
     ),
+    // "After the idle timeout passes, data packets are dropped" (60-6000 s, default 350).
     middlebox(
         "AWS Network Firewall",
         350.0,
-        "https://docs.aws.amazon.com/network-firewall/latest/APIReference/API_FlowTimeouts.html",
+        LatePacket::Drop,
+        "https://docs.aws.amazon.com/network-firewall/latest/APIReference/API_FlowTimeouts.html (TcpIdleTimeoutSeconds 350; later data packets dropped)",
     ),
+    // Packets after the timeout "aren't delivered".
     middlebox(
         "AWS interface VPC endpoints",
         350.0,
+        LatePacket::Drop,
         "https://aws.amazon.com/blogs/networking-and-content-delivery/implementing-long-running-tcp-connections-within-vpc-networking/",
     ),
     middlebox(
         "OCI Network Load Balancer",
         360.0,
+        LatePacket::Unknown,
         "https://docs.oracle.com/en-us/iaas/Content/NetworkLoadBalancer/NetworkLoadBalancers/configure-idle-timeout.htm",
     ),
     middlebox(
         "Linux IPVS (kube-proxy IPVS mode)",
         900.0,
+        LatePacket::Unknown,
         "Linux net/netfilter/ipvs/ip_vs_proto_tcp.c (ESTABLISHED 15*60*HZ)",
     ),
+    // Silent drop is reported only by secondary sources.
     middlebox(
         "GCP Cloud NAT",
         1200.0,
+        LatePacket::Unknown,
         "https://cloud.google.com/nat/docs/tune-nat-configuration#nat-timeouts (tcpEstablishedIdleTimeoutSec 1200)",
     ),
+    // `timeout conn` 1:00:00; an RST at expiry only with the `reset` keyword.
     middlebox(
-        "Cisco ASA timeout conn",
+        "Cisco ASA timeout conn (without reset)",
         3600.0,
-        "https://www.cisco.com/c/en/us/support/docs/security/secure-firewall-asa/222075-configure-connection-timeout-for-specifi.html",
+        LatePacket::Drop,
+        "https://www.cisco.com/c/en/us/support/docs/security/secure-firewall-asa/222075-configure-connection-timeout-for-specifi.html (tcp idle 1 h); ASA CLI configuration guide, Connection Settings (idle ... reset)",
     ),
     middlebox(
         "Palo Alto PAN-OS TCP session",
         3600.0,
+        LatePacket::Unknown,
         "https://docs.paloaltonetworks.com/ngfw/networking/session-settings-and-timeouts/configure-session-timeouts/configure-session-timeouts-pan-os",
     ),
 ];
@@ -265,13 +320,16 @@ pub fn servers_matching(seconds: f64) -> Vec<(Known, Fit)> {
         .collect()
 }
 
-/// Middleboxes whose default idle timeout lies in the bracket the capture proves:
-/// above the longest silence that was survived, at or below the shortest that was reset.
-pub fn middleboxes_within(survived: Option<f64>, reset: f64) -> Vec<Known> {
+/// Middleboxes whose default idle timeout lies in the bracket the capture proves (above
+/// the longest silence that was survived, at or below the shortest that failed) and that
+/// could have failed it as seen: `seen` is what the late packet met (RST or silence). One
+/// whose behaviour is not documented stays a candidate for either.
+pub fn middleboxes_within(survived: Option<f64>, failed: f64, seen: LatePacket) -> Vec<Known> {
     KNOWN
         .iter()
         .filter(|k| k.kind == Kind::Middlebox)
-        .filter(|k| survived.is_none_or(|s| k.seconds > s) && k.seconds <= reset)
+        .filter(|k| k.late_packet == seen || k.late_packet == LatePacket::Unknown)
+        .filter(|k| survived.is_none_or(|s| k.seconds > s) && k.seconds <= failed)
         .copied()
         .collect()
 }
@@ -317,14 +375,51 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_bracket_around_350_names_the_aws_devices() {
-        let found: Vec<&str> = middleboxes_within(Some(300.0), 380.0)
+    fn middlebox_names(survived: Option<f64>, failed: f64, seen: LatePacket) -> Vec<&'static str> {
+        middleboxes_within(survived, failed, seen)
             .iter()
             .map(|k| k.name)
-            .collect();
+            .collect()
+    }
+
+    #[test]
+    fn a_bracket_around_350_names_the_aws_devices() {
+        let found = middlebox_names(Some(300.0), 380.0, LatePacket::Rst);
         assert!(found.contains(&"AWS NAT Gateway"));
         assert!(found.contains(&"AWS Network Load Balancer"));
         assert!(!found.iter().any(|n| n.starts_with("Azure")));
+    }
+
+    #[test]
+    fn a_reset_and_a_silence_name_different_devices() {
+        let reset = middlebox_names(Some(200.0), 380.0, LatePacket::Rst);
+        let silence = middlebox_names(Some(200.0), 380.0, LatePacket::Drop);
+        assert!(reset.contains(&"Azure NAT Gateway") && reset.contains(&"AWS NAT Gateway"));
+        assert!(!reset.contains(&"AWS Network Firewall"));
+        assert!(silence.contains(&"AWS Network Firewall"));
+        assert!(silence.contains(&"Azure Load Balancer (TCP reset on idle off, the default)"));
+        assert!(!silence.contains(&"AWS NAT Gateway") && !silence.contains(&"Azure NAT Gateway"));
+        // Undocumented behaviour: a candidate either way.
+        assert!(reset.contains(&"AWS Gateway Load Balancer"));
+        assert!(silence.contains(&"AWS Gateway Load Balancer"));
+        let lunch = middlebox_names(Some(1800.0), 4000.0, LatePacket::Drop);
+        assert!(
+            lunch.contains(&"Cisco ASA timeout conn (without reset)"),
+            "{lunch:?}"
+        );
+    }
+
+    /// The blackhole threshold must not hide a silent dropper's default idle timeout.
+    #[test]
+    fn no_silent_dropper_forgets_before_the_blackhole_threshold() {
+        let threshold = crate::time::secs(crate::detect::DEFAULT_BLACKHOLE_IDLE);
+        for k in KNOWN.iter().filter(|k| k.late_packet != LatePacket::Rst) {
+            assert!(
+                k.kind == Kind::Server || k.seconds > threshold,
+                "{} forgets after {} s",
+                k.name,
+                k.seconds
+            );
+        }
     }
 }

@@ -1,7 +1,8 @@
 //! Advice, per server: what the capture measured (the keep-alive timeout the server
-//! enforces, the bracket on a middlebox's idle timer), which products that fits, and the
-//! client setting to change, with its value. Fed by every judged flow, not only the failed
-//! ones: a clean reuse after a long idle narrows the bracket too.
+//! enforces, the brackets on a middlebox's idle timer, for resets and for silent drops),
+//! which products that fits, and the client setting to change, with its value. Fed by
+//! every judged flow, not only the failed ones: a clean reuse after a long idle narrows
+//! the bracket too.
 
 pub mod clients;
 pub mod known;
@@ -14,7 +15,7 @@ use serde::Serialize;
 use crate::detect::{Finding, Verdict};
 use crate::flow::Flow;
 use crate::time::{Nanos, secs};
-use known::{Fit, Known};
+use known::{Fit, Known, LatePacket};
 
 /// Idle closes and reuse points kept per server; counts, min and max stay exact beyond it.
 const SAMPLE: usize = 10_000;
@@ -29,6 +30,8 @@ pub enum Outcome {
     Answered,
     Race,
     Reset,
+    /// Nothing came back at all: a middlebox dropped it (an idle blackhole).
+    Blackhole,
     /// Not answered, for another reason (the capture ended, say).
     Unanswered,
 }
@@ -62,6 +65,12 @@ struct ServerStats {
     rst_sent_by: Option<&'static str>,
     rst_ttl: Option<u8>,
     server_ttl: Option<u8>,
+    blackholes: u64,
+    shortest_blackhole: Option<Nanos>,
+    /// The longest a dropped request went unanswered in the capture, in seconds.
+    longest_unanswered_s: f64,
+    /// The slowest answer to a flow's last request: the floor for a read timeout.
+    slowest_response: Option<Nanos>,
     points: Vec<ReusePoint>,
 }
 
@@ -97,12 +106,19 @@ impl Advisor {
             stats.longest_survived = Some(stats.longest_survived.unwrap_or(0).max(survived));
         }
         if let Some(request) = flow.last_request
+            && let Some(answer) = request.answered
+        {
+            let took = answer.ts.since(request.at.ts);
+            stats.slowest_response = Some(stats.slowest_response.unwrap_or(0).max(took));
+        }
+        if let Some(request) = flow.last_request
             && request.idle_before.is_some()
             && stats.points.len() < SAMPLE
         {
             let outcome = match finding.verdict {
                 Verdict::KeepaliveRace => Outcome::Race,
                 Verdict::NatIdleReset => Outcome::Reset,
+                Verdict::IdleBlackhole => Outcome::Blackhole,
                 _ if request.answered.is_some() => Outcome::Answered,
                 _ => Outcome::Unanswered,
             };
@@ -135,6 +151,16 @@ impl Advisor {
                     }
                 }
             }
+            Verdict::IdleBlackhole => {
+                stats.blackholes += 1;
+                if let Some(request) = flow.last_request {
+                    let silence = request.silence_before;
+                    stats.shortest_blackhole =
+                        Some(stats.shortest_blackhole.map_or(silence, |s| s.min(silence)));
+                }
+                let unanswered = evidence.request_to_end_s.unwrap_or(0.0);
+                stats.longest_unanswered_s = stats.longest_unanswered_s.max(unanswered);
+            }
             _ => {}
         }
     }
@@ -147,14 +173,15 @@ impl Advisor {
             .filter(|(_, s)| {
                 s.closes > 0
                     || s.nat_resets > 0
+                    || s.blackholes > 0
                     || s.announced_keepalive_s.is_some()
                     || !s.points.is_empty()
             })
             .map(|(server, stats)| advise(server, stats))
             .collect();
         advice.sort_by(|a, b| {
-            (b.races + b.nat_resets)
-                .cmp(&(a.races + a.nat_resets))
+            (b.races + b.nat_resets + b.idle_blackholes)
+                .cmp(&(a.races + a.nat_resets + a.idle_blackholes))
                 .then(a.server.cmp(&b.server))
         });
         advice
@@ -182,6 +209,18 @@ pub struct Bracket {
     pub server_ttl: Option<u8>,
 }
 
+/// What the capture proves about a middlebox that drops forgotten connections silently.
+#[derive(Debug, Clone, Serialize)]
+pub struct SilentDrop {
+    /// The longest silence after which a request was still answered.
+    pub survived_s: Option<f64>,
+    /// The shortest silence after which a request got nothing back.
+    pub dropped_s: f64,
+    /// The longest a dropped request went unanswered (to the client's FIN or RST, or to
+    /// its flow's last packet): the hang the application saw, or a lower bound on it.
+    pub longest_unanswered_s: f64,
+}
+
 /// A product whose default fits the measurement.
 #[derive(Debug, Clone, Serialize)]
 pub struct Candidate {
@@ -190,6 +229,10 @@ pub struct Candidate {
     pub fit: &'static str,
     pub source: &'static str,
     pub verified: bool,
+    /// Middleboxes: what a packet of a connection it forgot meets: `rst`, `drop` or
+    /// `unknown` (not documented).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub late_packet: Option<&'static str>,
 }
 
 /// Everything staleconn can say about one server.
@@ -199,21 +242,35 @@ pub struct ServerAdvice {
     pub races: u64,
     pub sent_after_fin: u64,
     pub nat_resets: u64,
+    pub idle_blackholes: u64,
     /// The keep-alive timeout it enforces, from its idle closes.
     pub keepalive: Option<Spread>,
     /// `Keep-Alive: timeout=N` in its plaintext responses.
     pub announced_keepalive_s: Option<u32>,
     pub announced_connection_close: bool,
     pub middlebox: Option<Bracket>,
+    /// The bracket on the idle timer of a middlebox that drops silently.
+    pub blackhole: Option<SilentDrop>,
     pub keepalive_candidates: Vec<Candidate>,
+    /// Middleboxes that fit the reset bracket and answer a forgotten connection with RST
+    /// (or may: not documented).
     pub middlebox_candidates: Vec<Candidate>,
+    /// Middleboxes that fit the silent-drop bracket and drop a forgotten connection's
+    /// packets (or may: not documented).
+    pub blackhole_candidates: Vec<Candidate>,
     /// The recommended client max idle, in seconds.
     pub max_idle_s: Option<u64>,
     /// The recommended TCP keepalive idle, for a middlebox that counts probes as traffic.
     pub tcp_keepalive_s: Option<u64>,
+    /// The slowest answer to a flow's last request, in seconds.
+    pub slowest_response_s: Option<f64>,
+    /// The recommended read (response) timeout, so that a dropped request fails fast.
+    pub read_timeout_s: Option<u64>,
     /// What to do, in sentences.
     pub advice: Vec<String>,
     pub client_settings: Vec<clients::Setting>,
+    /// The read timeout in each common client, and TCP_USER_TIMEOUT.
+    pub read_timeout_settings: Vec<clients::Setting>,
     /// Every reuse of an idle connection (at most 10,000), for `--plot`.
     pub reuse: Vec<ReusePoint>,
 }
@@ -225,7 +282,30 @@ fn candidate(known: Known, fit: &'static str) -> Candidate {
         fit,
         source: known.source,
         verified: known.verified,
+        late_packet: (known.kind == known::Kind::Middlebox).then(|| known.late_packet.name()),
     }
+}
+
+/// Middleboxes whose default lies in the bracket and that could have answered as seen.
+fn middleboxes_fitting(survived: Option<f64>, failed: f64, seen: LatePacket) -> Vec<Candidate> {
+    known::middleboxes_within(survived, failed, seen)
+        .into_iter()
+        .map(|known| {
+            let fit = if known.late_packet == LatePacket::Unknown {
+                "within the bracket; RST or silent drop not documented"
+            } else {
+                "within the bracket"
+            };
+            candidate(known, fit)
+        })
+        .collect()
+}
+
+/// A read timeout that fails a dropped request fast without failing slow answers:
+/// 3 times the slowest answer seen, at least 10 s, rounded up to 5 s.
+pub fn read_timeout(slowest_response: Option<f64>) -> u64 {
+    let t = (3.0 * slowest_response.unwrap_or(0.0)).max(10.0).ceil() as u64;
+    t.div_ceil(5) * 5
 }
 
 /// Rule A: below a server that closes after X s, a max idle of X - max(1 s, 10 %),
@@ -239,6 +319,35 @@ pub fn max_idle_below_server(x: f64) -> u64 {
 fn max_idle_below_middlebox(y: f64) -> u64 {
     let m = (0.9 * y).floor().max(1.0) as u64;
     if m >= 10 { m - m % 5 } else { m }
+}
+
+/// The client max idle and TCP keepalive idle (half the timer) that stay under a
+/// middlebox whose timer lies in (survived, failed]: under the lowest verified default
+/// inside the bracket by rule B; else at the longest silence that survived, which is
+/// proven (the timer may lie anywhere above it, so 10 % under `failed` could be over it);
+/// else by rule B under the silence that failed.
+fn stay_under_middlebox(
+    candidates: &[Candidate],
+    survived: Option<f64>,
+    failed: f64,
+) -> (u64, u64) {
+    let lowest_default = candidates
+        .iter()
+        .filter(|c| c.verified)
+        .map(|c| c.default_s)
+        .reduce(f64::min);
+    match (lowest_default, survived) {
+        (Some(y), _) => (max_idle_below_middlebox(y), (y / 2.0).floor() as u64),
+        (None, Some(s)) => {
+            let m = s.floor().max(1.0) as u64;
+            let m = if m >= 10 { m - m % 5 } else { m };
+            (m, (s / 2.0).floor().max(1.0) as u64)
+        }
+        (None, None) => (
+            max_idle_below_middlebox(failed),
+            (failed / 2.0).floor() as u64,
+        ),
+    }
 }
 
 fn advise(server: SocketAddr, mut stats: ServerStats) -> ServerAdvice {
@@ -262,8 +371,10 @@ fn advise(server: SocketAddr, mut stats: ServerStats) -> ServerAdvice {
         })
         .unwrap_or_default();
 
+    // A request answered right after the handshake says nothing about an idle timer.
+    let survived = stats.longest_survived.filter(|s| *s >= REUSE_MIN_IDLE);
     let middlebox = stats.shortest_reset.map(|reset| Bracket {
-        survived_s: stats.longest_survived.filter(|s| *s < reset).map(secs),
+        survived_s: survived.filter(|s| *s < reset).map(secs),
         reset_s: secs(reset),
         rst_sent_by: stats.rst_sent_by,
         rst_ttl: stats.rst_ttl,
@@ -271,13 +382,18 @@ fn advise(server: SocketAddr, mut stats: ServerStats) -> ServerAdvice {
     });
     let middlebox_candidates: Vec<Candidate> = middlebox
         .as_ref()
-        .map(|b| {
-            known::middleboxes_within(b.survived_s, b.reset_s)
-                .into_iter()
-                .map(|known| candidate(known, "within the bracket"))
-                .collect()
-        })
+        .map(|b| middleboxes_fitting(b.survived_s, b.reset_s, LatePacket::Rst))
         .unwrap_or_default();
+    let blackhole = stats.shortest_blackhole.map(|dropped| SilentDrop {
+        survived_s: survived.filter(|s| *s < dropped).map(secs),
+        dropped_s: secs(dropped),
+        longest_unanswered_s: stats.longest_unanswered_s,
+    });
+    let blackhole_candidates: Vec<Candidate> = blackhole
+        .as_ref()
+        .map(|b| middleboxes_fitting(b.survived_s, b.dropped_s, LatePacket::Drop))
+        .unwrap_or_default();
+    let slowest_response_s = stats.slowest_response.map(secs);
 
     let mut max_idle = None;
     let mut tcp_keepalive = None;
@@ -307,14 +423,8 @@ fn advise(server: SocketAddr, mut stats: ServerStats) -> ServerAdvice {
         }
     }
     if let Some(b) = &middlebox {
-        // The lowest verified default inside the bracket, else the reset itself.
-        let y = middlebox_candidates
-            .iter()
-            .filter(|c| c.verified)
-            .map(|c| c.default_s)
-            .fold(b.reset_s, f64::min);
-        let m = max_idle_below_middlebox(y);
-        let keepalive_idle = (y / 2.0).floor() as u64;
+        let (m, keepalive_idle) =
+            stay_under_middlebox(&middlebox_candidates, b.survived_s, b.reset_s);
         let who = match b.rst_sent_by {
             Some("middlebox") => match (b.rst_ttl, b.server_ttl) {
                 (Some(r), Some(s)) if r != s => {
@@ -337,6 +447,34 @@ fn advise(server: SocketAddr, mut stats: ServerStats) -> ServerAdvice {
         max_idle = Some(max_idle.map_or(m, |a: u64| a.min(m)));
         tcp_keepalive = Some(keepalive_idle);
     }
+    let mut read_timeout_s = None;
+    if let Some(b) = &blackhole {
+        let (m, keepalive_idle) =
+            stay_under_middlebox(&blackhole_candidates, b.survived_s, b.dropped_s);
+        let range = match b.survived_s {
+            Some(s) => format!("between {s:.1} s and {:.1} s", b.dropped_s),
+            None => format!("at most {:.1} s", b.dropped_s),
+        };
+        advice.push(format!(
+            "idle connections are dropped silently after a silence of {range}: no RST, so a request hangs until the client gives up (here one went unanswered for {:.1} s); set the client's max idle time to {m} s, or enable TCP keepalive with an idle of at most {keepalive_idle} s where the device counts keepalive probes as traffic (layer-4 NATs, load balancers and firewalls do; ALB and other layer-7 proxies do not)",
+            b.longest_unanswered_s
+        ));
+        max_idle = Some(max_idle.map_or(m, |a: u64| a.min(m)));
+        tcp_keepalive = Some(tcp_keepalive.map_or(keepalive_idle, |k: u64| k.min(keepalive_idle)));
+        let r = read_timeout(slowest_response_s);
+        let slowest = slowest_response_s
+            .map(|s| {
+                format!(" (3 times the slowest answer seen here, {s:.3} s, and at least 10 s)")
+            })
+            .unwrap_or_else(|| {
+                " (no answer to a flow's last request was seen to measure; at least 10 s)"
+                    .to_string()
+            });
+        advice.push(format!(
+            "set a read timeout of {r} s{slowest} so that a dropped request fails fast instead of hanging, and retry idempotent requests once on a new connection; without a timeout Linux retransmits for about 15 min (tcp_retries2=15) before the socket fails"
+        ));
+        read_timeout_s = Some(r);
+    }
     if let (Some(announced), Some(k)) = (stats.announced_keepalive_s, &keepalive) {
         advice.push(format!(
             "the server announces Keep-Alive: timeout={announced}; it was measured closing after {:.2} s",
@@ -344,6 +482,9 @@ fn advise(server: SocketAddr, mut stats: ServerStats) -> ServerAdvice {
         ));
     }
     let mut client_settings = max_idle.map(clients::max_idle_settings).unwrap_or_default();
+    let read_timeout_settings = read_timeout_s
+        .map(clients::read_timeout_settings)
+        .unwrap_or_default();
     if let Some(k) = tcp_keepalive {
         client_settings.push(clients::Setting {
             client: "TCP keepalive",
@@ -356,16 +497,22 @@ fn advise(server: SocketAddr, mut stats: ServerStats) -> ServerAdvice {
         races: stats.races,
         sent_after_fin: stats.sent_after_fin,
         nat_resets: stats.nat_resets,
+        idle_blackholes: stats.blackholes,
         keepalive,
         announced_keepalive_s: stats.announced_keepalive_s,
         announced_connection_close: stats.announced_connection_close,
         middlebox,
+        blackhole,
         keepalive_candidates,
         middlebox_candidates,
+        blackhole_candidates,
         max_idle_s: max_idle,
         tcp_keepalive_s: tcp_keepalive,
+        slowest_response_s,
+        read_timeout_s,
         advice,
         client_settings,
+        read_timeout_settings,
         reuse: stats.points,
     }
 }
@@ -383,5 +530,20 @@ mod tests {
         assert_eq!(max_idle_below_server(75.0), 65);
         assert_eq!(max_idle_below_middlebox(350.0), 315);
         assert_eq!(max_idle_below_middlebox(240.0), 215);
+    }
+
+    #[test]
+    fn without_a_known_default_the_survived_silence_is_the_safe_bound() {
+        // Timer somewhere in (70 s, 100 s]: 10 % under 100 s could be over it.
+        assert_eq!(stay_under_middlebox(&[], Some(70.0), 100.0), (70, 35));
+        assert_eq!(stay_under_middlebox(&[], None, 100.0), (90, 50));
+    }
+
+    #[test]
+    fn read_timeout_rule() {
+        assert_eq!(read_timeout(None), 10);
+        assert_eq!(read_timeout(Some(0.051)), 10);
+        assert_eq!(read_timeout(Some(4.2)), 15);
+        assert_eq!(read_timeout(Some(20.05)), 65);
     }
 }

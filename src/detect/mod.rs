@@ -3,6 +3,7 @@
 //! here and nowhere else; each story is one file.
 
 mod benign;
+mod blackhole;
 mod nat;
 mod race;
 
@@ -19,6 +20,9 @@ pub enum Verdict {
     KeepaliveRace,
     /// A request after a long silence was answered by RST: a middlebox forgot the flow.
     NatIdleReset,
+    /// A request after a long silence got nothing back, not even an ACK, while the client
+    /// retransmitted it: a middlebox forgot the flow and drops its packets silently.
+    IdleBlackhole,
     /// Requests answered; closed normally.
     Completed,
     /// The server closed an idle keep-alive connection and nobody reused it.
@@ -36,9 +40,10 @@ pub enum Verdict {
 }
 
 impl Verdict {
-    pub const ALL: [Verdict; 9] = [
+    pub const ALL: [Verdict; 10] = [
         Verdict::KeepaliveRace,
         Verdict::NatIdleReset,
+        Verdict::IdleBlackhole,
         Verdict::Completed,
         Verdict::IdleClosed,
         Verdict::ClosedAfterResponse,
@@ -53,6 +58,7 @@ impl Verdict {
         match self {
             Verdict::KeepaliveRace => "keepalive_race",
             Verdict::NatIdleReset => "nat_idle_reset",
+            Verdict::IdleBlackhole => "idle_blackhole",
             Verdict::Completed => "completed",
             Verdict::IdleClosed => "idle_closed",
             Verdict::ClosedAfterResponse => "closed_after_response",
@@ -68,6 +74,7 @@ impl Verdict {
         match self {
             Verdict::KeepaliveRace => "request met the server's keep-alive close",
             Verdict::NatIdleReset => "request after a long idle answered by RST",
+            Verdict::IdleBlackhole => "request after a long idle got no answer at all",
             Verdict::Completed => "requests answered, closed normally",
             Verdict::IdleClosed => "server closed an idle connection; not reused",
             Verdict::ClosedAfterResponse => "server closed right after its response",
@@ -80,7 +87,10 @@ impl Verdict {
 
     /// Flagged verdicts are failures; they set exit code 1.
     pub fn flagged(self) -> bool {
-        matches!(self, Verdict::KeepaliveRace | Verdict::NatIdleReset)
+        matches!(
+            self,
+            Verdict::KeepaliveRace | Verdict::NatIdleReset | Verdict::IdleBlackhole
+        )
     }
 }
 
@@ -90,9 +100,20 @@ pub struct Thresholds {
     /// Silence longer than this before a request that is reset means a middlebox forgot
     /// the connection. AWS NAT Gateway: 350 s.
     pub nat_idle: Nanos,
+    /// Silence longer than this before a request that gets nothing back while the client
+    /// retransmits it means a middlebox forgot the connection and drops its packets.
+    pub blackhole_idle: Nanos,
 }
 
 pub const DEFAULT_NAT_IDLE: Nanos = 350 * NANOS_PER_SEC;
+
+/// Lower than `DEFAULT_NAT_IDLE` on purpose. The devices that drop silently forget sooner
+/// by default (Azure Load Balancer: 4 min) and can be set as low as 60 s (AWS Network
+/// Firewall, Gateway Load Balancer); at 350 s the most common of them would go unseen. And
+/// the wire says more than for a reset: not one packet came back while the client
+/// retransmitted, so less rests on the idle. Below a minute of quiet, a request that gets
+/// nothing back is more likely a broken path or a dead server than an idle timer.
+pub const DEFAULT_BLACKHOLE_IDLE: Nanos = 60 * NANOS_PER_SEC;
 
 /// A server that closes within this of its last payload closed after a response
 /// (`Connection: close`), not on an idle timer. Keep-alive timeouts are seconds.
@@ -102,6 +123,7 @@ impl Default for Thresholds {
     fn default() -> Self {
         Thresholds {
             nat_idle: DEFAULT_NAT_IDLE,
+            blackhole_idle: DEFAULT_BLACKHOLE_IDLE,
         }
     }
 }
@@ -167,6 +189,26 @@ pub struct Evidence {
     /// Who sent the RST, judged by TTL and timing: `middlebox`, `server` or `unknown`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rst_sent_by: Option<&'static str>,
+    /// From the request's first transmission to its last retransmission.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retransmission_span_s: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_retransmission_frame: Option<u64>,
+    /// How a request that got nothing back ended: `client_fin` or `client_rst` (the
+    /// client gave up), `capture_end` (still waiting), or `evicted`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ended_by: Option<&'static str>,
+    /// The client's FIN or RST, or the flow's last packet.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub end_frame: Option<u64>,
+    /// From the request to its end: how long the client waited for nothing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_to_end_s: Option<f64>,
+    /// The server side's last packet before the request: its last sign of life.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_last_frame: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_last_before_request_s: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub connection_close: Option<bool>,
 }
@@ -200,5 +242,6 @@ pub fn side_name(side: CaptureSide) -> &'static str {
 pub fn judge(flow: &Flow, thresholds: &Thresholds) -> Finding {
     race::keepalive_race(flow)
         .or_else(|| nat::nat_idle_reset(flow, thresholds))
+        .or_else(|| blackhole::idle_blackhole(flow, thresholds))
         .unwrap_or_else(|| benign::classify(flow))
 }

@@ -15,10 +15,15 @@ const MAX_PANELS: usize = 6;
 const WIDTH: u32 = 1000;
 const PANEL_HEIGHT: u32 = 420;
 
-const OUTCOMES: [(Outcome, &str, RGBColor); 4] = [
+const OUTCOMES: [(Outcome, &str, RGBColor); 5] = [
     (Outcome::Answered, "answered", RGBColor(46, 139, 87)),
     (Outcome::Race, "keep-alive race", RGBColor(214, 39, 40)),
     (Outcome::Reset, "reset (NAT idle)", RGBColor(255, 127, 14)),
+    (
+        Outcome::Blackhole,
+        "no answer at all (idle blackhole)",
+        RGBColor(140, 86, 75),
+    ),
     (Outcome::Unanswered, "unanswered", RGBColor(127, 127, 127)),
 ];
 
@@ -76,21 +81,36 @@ fn markers(server: &ServerAdvice) -> Vec<Marker> {
             color: RGBColor(31, 119, 180),
         });
     }
-    if let Some(b) = &server.middlebox {
-        if let Some(s) = b.survived_s {
+    // The reset bracket and the silent-drop bracket, each with the defaults inside it.
+    let reset = server.middlebox.as_ref().map(|b| {
+        let failed = Marker {
+            seconds: b.reset_s,
+            label: format!("shortest silence reset: {:.1} s", b.reset_s),
+            color: RGBColor(255, 127, 14),
+        };
+        (b.survived_s, failed, &server.middlebox_candidates)
+    });
+    let dropped = server.blackhole.as_ref().map(|b| {
+        let failed = Marker {
+            seconds: b.dropped_s,
+            label: format!("shortest silence dropped: {:.1} s", b.dropped_s),
+            color: RGBColor(140, 86, 75),
+        };
+        (b.survived_s, failed, &server.blackhole_candidates)
+    });
+    let mut survived_drawn = false;
+    for (survived, failed, candidates) in reset.into_iter().chain(dropped) {
+        if let Some(s) = survived.filter(|_| !survived_drawn) {
             markers.push(Marker {
                 seconds: s,
                 label: format!("longest silence survived: {s:.1} s"),
                 color: RGBColor(46, 139, 87),
             });
+            survived_drawn = true;
         }
-        markers.push(Marker {
-            seconds: b.reset_s,
-            label: format!("shortest silence reset: {:.1} s", b.reset_s),
-            color: RGBColor(255, 127, 14),
-        });
+        markers.push(failed);
         let mut defaults: Vec<(f64, Vec<&str>)> = Vec::new();
-        for c in server.middlebox_candidates.iter().filter(|c| c.verified) {
+        for c in candidates.iter().filter(|c| c.verified) {
             match defaults.iter_mut().find(|(s, _)| *s == c.default_s) {
                 Some((_, names)) => names.push(short(c.name)),
                 None => defaults.push((c.default_s, vec![short(c.name)])),

@@ -147,7 +147,7 @@ impl TableReport {
     /// measured, which products fit, and what to change.
     fn write_servers(&self, out: &mut String, analysis: &Analysis) {
         for server in &analysis.servers {
-            let flagged = server.races + server.nat_resets;
+            let flagged = server.races + server.nat_resets + server.idle_blackholes;
             if flagged == 0 && !self.all {
                 continue;
             }
@@ -158,6 +158,9 @@ impl TableReport {
             }
             if server.nat_resets > 0 {
                 failures.push(count(server.nat_resets, "NAT idle reset"));
+            }
+            if server.idle_blackholes > 0 {
+                failures.push(count(server.idle_blackholes, "idle blackhole"));
             }
             let failures = if failures.is_empty() {
                 "no failures".to_string()
@@ -190,9 +193,21 @@ impl TableReport {
                     b.reset_s
                 );
             }
+            if let Some(b) = &server.blackhole {
+                let survived = b
+                    .survived_s
+                    .map(|s| format!("survived {s:.1} s, "))
+                    .unwrap_or_default();
+                let _ = writeln!(
+                    out,
+                    "  middlebox: drops idle connections silently: {survived}no answer after {:.1} s (a request went unanswered for up to {:.1} s)",
+                    b.dropped_s, b.longest_unanswered_s
+                );
+            }
             for (what, candidates) in [
                 ("likely", &server.keepalive_candidates),
                 ("likely", &server.middlebox_candidates),
+                ("likely", &server.blackhole_candidates),
             ] {
                 for c in candidates {
                     let _ = writeln!(
@@ -207,6 +222,15 @@ impl TableReport {
             }
             for s in &server.client_settings {
                 let _ = writeln!(out, "    {}: {}", s.client, s.setting);
+            }
+            if let (Some(r), false) = (
+                server.read_timeout_s,
+                server.read_timeout_settings.is_empty(),
+            ) {
+                let _ = writeln!(out, "  read timeout of {r} s, per client:");
+                for s in &server.read_timeout_settings {
+                    let _ = writeln!(out, "    {}: {}", s.client, s.setting);
+                }
             }
             let _ = writeln!(out);
         }

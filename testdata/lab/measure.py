@@ -21,18 +21,29 @@ Definitions (as in expected.tsv's header):
                          had seen: client data the close does not acknowledge is left out,
                          so a request crossing the close in flight does not hide the timeout)
                        Given for keepalive_race and idle_closed, '-' otherwise.
+  retransmissions      idle_blackhole only: how many later client packets carry the
+                       studied request's first byte again (seq <= its seq < seq + len)
+  retransmission_span_s  idle_blackhole only: ts(the last of them) - ts(the request's
+                       first transmission)
+idle_blackhole: the studied request got no server packet of any kind after it (no
+ACK, no data, no RST), was retransmitted at least once, neither side had sent a FIN
+before it, and the silence before it (since the flow's previous packet of any kind)
+was over BLACKHOLE_IDLE_S, staleconn's default --blackhole-idle.
 A close_notify is recognised without TLS dissection (so it also works with
 -s 96): a server->client segment of <= 40 payload bytes on a TLS port that is
 followed by the server's FIN within 100 ms with no other server data between.
 
 usage: measure.py --dir testdata --clients testdata/lab/last-run/clients.jsonl
+                  [--clients testdata/lab/last-run-blackhole/clients.jsonl]
                   --out testdata/expected.tsv [--delay-ms 25]
 """
 import argparse, collections, glob, json, os, statistics, subprocess, sys
 from decimal import Decimal
 
 TLS_PORTS = {443, 8443}
-SERVER_PORTS = {80, 81, 443, 444, 8443, 8444, 8080}
+BLACKHOLE_PORTS = {8090, 8091}
+SERVER_PORTS = {80, 81, 443, 444, 8443, 8444, 8080} | BLACKHOLE_PORTS
+BLACKHOLE_IDLE_S = Decimal(60)
 FIELDS = ["frame.time_epoch", "ip.src", "ipv6.src", "tcp.srcport", "ip.dst", "ipv6.dst",
           "tcp.dstport", "tcp.len", "tcp.flags", "ip.ttl", "ipv6.hlim", "tcp.seq",
           "frame.number", "tcp.ack"]
@@ -170,10 +181,24 @@ def analyse(f):
     router_rst = [p for p in rsts if p["dir"] == "s" and r["srv_ttl"] is not None
                   and p["ttl"] != r["srv_ttl"]]
     r["router_rst"] = bool(router_rst)
+    blackhole = False
+    if req is not None and not r["answered"]:
+        i = P.index(req)
+        before, after = P[:i], P[i + 1:]
+        r["req_silence"] = req["ts"] - before[-1]["ts"] if before else Decimal(0)
+        retrans = [p for p in after if p["dir"] == "c" and p["len"] > 0
+                   and p["seq"] <= req["seq"] < p["seq"] + p["len"]]
+        r["retrans"] = retrans
+        r["server_after"] = [p for p in after if p["dir"] == "s"]
+        r["client_end"] = next((p for p in after if p["dir"] == "c" and p["flags"] & (FIN | RST)), None)
+        blackhole = (not r["server_after"] and retrans and r["req_silence"] > BLACKHOLE_IDLE_S
+                     and not any(p["flags"] & FIN for p in before))
     if req is not None and not r["answered"] and router_rst and sfin is None:
         r["verdict"] = "nat_idle_reset"
     elif req is not None and not r["answered"] and close is not None:
         r["verdict"] = "keepalive_race"
+    elif blackhole:
+        r["verdict"] = "idle_blackhole"
     elif sfin is None and cfin is None and not rsts:
         r["verdict"] = "open_at_end"
     elif sfin is not None and (cfin is None or sfin["ts"] <= cfin["ts"]):
@@ -184,14 +209,25 @@ def analyse(f):
     return r
 
 
+def log_matches(entry, server_port):
+    """A client-log entry describes a flow to server_port: the NAT run used 8080, the
+    blackhole run logs its server port, the race phases used the other ports."""
+    if entry.get("proto") == "nat":
+        return server_port == 8080
+    if entry.get("proto") == "blackhole":
+        return entry.get("sport") == server_port
+    return server_port not in BLACKHOLE_PORTS
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--dir", required=True)
-    ap.add_argument("--clients", required=True)
+    ap.add_argument("--clients", required=True, action="append",
+                    help="a client log (JSON lines); repeat for several runs")
     ap.add_argument("--out", required=True)
     ap.add_argument("--delay-ms", type=float, default=25)
     a = ap.parse_args()
-    clog = [json.loads(l) for l in open(a.clients) if l.strip()]
+    clog = [json.loads(l) for path in a.clients for l in open(path) if l.strip()]
     byport = collections.defaultdict(list)
     for c in clog:
         byport[c["lport"]].append(c)
@@ -208,7 +244,7 @@ def main():
             P = f["pkts"]
             v6 = P[0]["v6"]
             cl, sv = f["client"], f["server"]
-            logs = [c for c in byport.get(cl[1], []) if c.get("proto") != "nat" or sv[1] == 8080]
+            logs = [c for c in byport.get(cl[1], []) if log_matches(c, sv[1])]
             lg = logs[0] if len(logs) == 1 else None
             if len(logs) > 1:
                 problems.append("%s %s: %d client-log entries share port" % (name, cl, len(logs)))
@@ -222,21 +258,30 @@ def main():
                     hs.append(float(sa["ts"] - syn["ts"]))
             req_idle = "-"
             close_idle = "-"
-            if v in ("keepalive_race", "nat_idle_reset") or (lg and lg["proto"] == "nat" and v == "completed"):
+            retrans = span = "-"
+            idle_lab = lg and lg["proto"] in ("nat", "blackhole")
+            if v in ("keepalive_race", "nat_idle_reset", "idle_blackhole") or (idle_lab and v == "completed"):
                 req_idle = f6(r["req_idle"]) if r.get("req_idle") is not None else "-"
+            if v == "idle_blackhole":
+                retrans = str(len(r["retrans"]))
+                span = f6(r["retrans"][-1]["ts"] - r["req"]["ts"])
             if v in ("keepalive_race", "idle_closed") and r.get("close_idle") is not None:
                 close_idle = f6(r["close_idle"])
             # scenario text
             proto = {80: "plain", 81: "plain", 443: "tls12", 444: "tls12", 8443: "tls13",
-                     8444: "tls13", 8080: "nat"}.get(sv[1], "?")
+                     8444: "tls13", 8080: "nat", 8090: "blackhole",
+                     8091: "blackhole slow server"}.get(sv[1], "?")
             if v6:
                 proto += " ipv6"
             role = lg["role"] if lg else "?"
             bits = [proto]
-            if lg and "idle" in lg and lg["role"] in ("sweep",) or (lg and lg["proto"] == "nat"):
+            if lg and "idle" in lg and lg["role"] in ("sweep",) or idle_lab:
                 bits.append("%s idle=%s" % (role, lg["idle"]))
             else:
                 bits.append(role)
+            if lg and lg.get("router_timeout"):
+                bits.append("router forgets after %s s (conntrack established timeout), then DROPs"
+                            % lg["router_timeout"])
             if v == "keepalive_race":
                 req, close = r["req"], r["close"]
                 # client side: request sent before the close arrived => crossed in flight;
@@ -251,8 +296,18 @@ def main():
             elif v == "nat_idle_reset":
                 bits.append("router RST ttl=%s vs server ttl=%s" % (
                     next(t for d, t in r["rsts"] if d == "s" and t != r["srv_ttl"]), r["srv_ttl"]))
+            elif v == "idle_blackhole":
+                end = r["client_end"]
+                how = ("client %s #%d at +%.3f s" % ("RST" if end["flags"] & RST else "FIN", end["n"],
+                                                      end["ts"] - r["req"]["ts"])
+                       if end is not None else "no client FIN/RST before the capture ended")
+                bits.append("no ACK/data/RST after the request (silence %.3f s); %d retransmissions over %.3f s; %s"
+                            % (r["req_silence"], len(r["retrans"]),
+                               r["retrans"][-1]["ts"] - r["req"]["ts"], how))
             elif lg and lg["proto"] == "nat" and v == "open_at_end":
                 bits.append("server never saw the request (router RST'd it)")
+            elif lg and lg["proto"] == "blackhole" and v == "open_at_end":
+                bits.append("server never saw the request (router dropped it)")
             if r.get("close_notify_len"):
                 bits.append("close_notify %dB" % r["close_notify_len"])
             if lg:
@@ -262,25 +317,26 @@ def main():
                 failed = not lg["outcome"].startswith("ok") and lg["role"] != "refused"
                 if lg["role"] == "refused" and v != "refused":
                     problems.append("%s %s: refused expected, got %s" % (name, cl, v))
-                if lg["role"] in ("sweep",) or lg["proto"] == "nat":
-                    cap_failed = v in ("keepalive_race", "nat_idle_reset")
-                    server_blind = side == "server" and lg["proto"] == "nat" and v == "open_at_end"
+                if lg["role"] in ("sweep",) or idle_lab:
+                    cap_failed = v in ("keepalive_race", "nat_idle_reset", "idle_blackhole")
+                    server_blind = side == "server" and idle_lab and v == "open_at_end"
                     if failed != cap_failed and not server_blind:
                         problems.append("%s %s: client says %r but capture verdict %s"
                                         % (name, cl, lg["outcome"], v))
             else:
                 problems.append("%s %s -> %s: no client-log entry (verdict %s)" % (name, cl, sv, v))
             rows.append([name, ep(cl[0], cl[1], v6), ep(sv[0], sv[1], v6), v, req_idle,
-                         close_idle, "; ".join(bits), P[0]["ts"]])
+                         close_idle, retrans, span, "; ".join(bits), P[0]["ts"]])
         summary.append((name, len(flows), dict(counts)))
     with open(a.out + ".tmp", "w") as o:
-        o.write("capture\tclient\tserver\tverdict\trequest_idle_s\tserver_close_idle_s\tscenario\n")
+        o.write("capture\tclient\tserver\tverdict\trequest_idle_s\tserver_close_idle_s\tretransmissions\tretransmission_span_s\tscenario\n")
         o.write("# staleconn expected verdicts, one row per TCP flow per capture (made by testdata/lab/measure.py)\n")
         o.write("# request_idle_s: ts(first packet of the studied request) - ts(last earlier packet with TCP payload, either direction, TLS close_notify left out)\n")
         o.write("# server_close_idle_s: ts(server's first close packet: TLS close_notify if any, else FIN) - ts(last earlier payload the server had seen:\n")
         o.write("#   client data the close does not acknowledge is left out, so a request crossing the close does not hide the keep-alive timeout)\n")
-        for r in sorted(rows, key=lambda r: (r[0], r[7])):
-            o.write("\t".join(r[:7]) + "\n")
+        o.write("# retransmissions (idle_blackhole): later client packets carrying the request's first byte again; retransmission_span_s: ts(the last of them) - ts(the request)\n")
+        for r in sorted(rows, key=lambda r: (r[0], r[9])):
+            o.write("\t".join(r[:9]) + "\n")
     os.replace(a.out + ".tmp", a.out)
     for name, n, c in summary:
         print("%-32s flows=%-3d %s" % (name, n, " ".join("%s=%d" % kv for kv in sorted(c.items()))))

@@ -1,0 +1,50 @@
+#!/usr/bin/env python3
+"""HTTP/1.1 keep-alive server for the staleconn blackhole lab (stdlib only).
+
+Two ports on --host, one thread per connection, no idle timeout of its own (like a
+server whose keep-alive outlasts the middlebox's: Envoy's 1 h, Go with no
+IdleTimeout), so every close in the captures comes from the client:
+  --port       answers every request at once (a 320-byte text body)
+  --slow-port  a slow server: the kernel acknowledges the request at once, the
+               handler thinks --think seconds, then answers
+One line per request goes to --log (stderr when not given).
+"""
+import argparse, http.server, sys, threading, time
+
+P = argparse.ArgumentParser()
+P.add_argument("--host", required=True)
+P.add_argument("--port", type=int, default=8090)
+P.add_argument("--slow-port", type=int, default=8091)
+P.add_argument("--think", type=float, default=20.0)
+P.add_argument("--log")
+A = P.parse_args()
+LOG = open(A.log, "a", buffering=1) if A.log else sys.stderr
+BODY = (b"staleconn blackhole lab\n" * 14)[:319] + b"\n"
+
+
+def handler(think):
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"     # keep-alive, no idle timeout (timeout = None)
+
+        def do_GET(self):
+            if think:
+                time.sleep(think)
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", str(len(BODY)))
+            self.end_headers()
+            self.wfile.write(BODY)
+
+        def log_message(self, fmt, *args):
+            LOG.write("%.6f %s:%d %s\n" % (time.time(), self.client_address[0],
+                                           self.client_address[1], fmt % args))
+    return Handler
+
+
+servers = [http.server.ThreadingHTTPServer((A.host, port), handler(think))
+           for port, think in ((A.port, 0.0), (A.slow_port, A.think))]
+for s in servers:
+    s.daemon_threads = True
+    threading.Thread(target=s.serve_forever, daemon=True).start()
+print("listening on %s:%d and %s:%d" % (A.host, A.port, A.host, A.slow_port), flush=True)
+threading.Event().wait()
