@@ -23,7 +23,7 @@ pub const DEFAULT_SNAPLEN: i32 = 512;
 #[derive(Debug, Parser)]
 #[command(
     name = "staleconn",
-    version,
+    version = env!("STALECONN_VERSION"),
     about = "Reads a packet capture and tells, flow by flow, why requests on pooled HTTP keep-alive connections died",
     long_about = None,
     group(ArgGroup::new("input").required(true).args(["read", "interface", "list_interfaces"])),

@@ -341,6 +341,33 @@ fn bad_options_exit_2() {
 }
 
 #[test]
+fn version_names_the_package_version() {
+    let version = String::from_utf8(staleconn().arg("--version").output().unwrap().stdout).unwrap();
+    let expected = format!("staleconn {}", env!("CARGO_PKG_VERSION"));
+    assert!(version.starts_with(&expected), "{version}");
+    // Built from a checkout of this repository, it names the commit:
+    // `staleconn 0.1.0 (git 1a2b3c4)`; elsewhere (a crates tarball) the bare version.
+    let manifest_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .current_dir(manifest_dir)
+            .output()
+            .ok()
+            .filter(|out| out.status.success())
+            .map(|out| String::from_utf8(out.stdout).unwrap().trim().to_string())
+    };
+    let top =
+        git(&["rev-parse", "--show-toplevel"]).and_then(|top| std::fs::canonicalize(top).ok());
+    if top.as_deref() == manifest_dir.canonicalize().ok().as_deref() {
+        let commit = git(&["rev-parse", "--short", "HEAD"]).unwrap();
+        assert_eq!(version.trim(), format!("{expected} (git {commit})"));
+    } else {
+        assert_eq!(version.trim(), expected);
+    }
+}
+
+#[test]
 fn explain_timeline_matches_what_wireshark_shows() {
     // tshark's frame numbers, relative times and TCP flags for the flow from port 44594,
     // made by the command at the top of the fixture.
