@@ -182,6 +182,11 @@ pub struct Args {
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
 
+    /// Colour the verdicts in the table: auto colours when standard output is a terminal
+    /// and NO_COLOR is unset
+    #[arg(long, value_enum, value_name = "WHEN", default_value_t = ColorWhen::Auto)]
+    pub color: ColorWhen,
+
     /// List every flow, not only the flagged ones
     #[arg(long)]
     pub all: bool,
@@ -222,6 +227,16 @@ pub struct Args {
 pub enum Format {
     Table,
     Json,
+}
+
+/// `--color`: when the table's verdicts are coloured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorWhen {
+    /// When standard output is a terminal and NO_COLOR is unset or empty
+    Auto,
+    /// Even into a pipe or a file (`less -R` shows it)
+    Always,
+    Never,
 }
 
 /// `--generate`: what to print instead of analysing anything.
@@ -294,8 +309,14 @@ impl Config {
         let mut expression = args.expression;
         let read = input_files(&args.read, &mut expression)?;
         let bpf = (!expression.is_empty()).then(|| expression.join(" "));
-        let color = std::io::stdout().is_terminal()
-            && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+        let color = match args.color {
+            ColorWhen::Always => true,
+            ColorWhen::Never => false,
+            ColorWhen::Auto => {
+                std::io::stdout().is_terminal()
+                    && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+            }
+        };
         let output = match args.format {
             Format::Table => Output::Table {
                 all: args.all,

@@ -127,9 +127,9 @@ fn extra_sections() -> Roff {
     )]);
 
     page.control("SH", ["ENVIRONMENT"]);
-    page.control("TP", [])
-        .text([bold("NO_COLOR")])
-        .text([roman("When set and not empty, the table is not coloured.")]);
+    page.control("TP", []).text([bold("NO_COLOR")]).text([roman(
+        "When set and not empty, the table is not coloured (unless --color always).",
+    )]);
 
     page.control("SH", ["SEE ALSO"]);
     page.text([

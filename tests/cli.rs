@@ -368,6 +368,26 @@ fn version_names_the_package_version() {
 }
 
 #[test]
+fn color_always_colours_the_verdicts_even_into_a_pipe() {
+    let coloured = |args: &[&str]| {
+        let out = staleconn().args(["-r", RACE]).args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        String::from_utf8(out.stdout).unwrap().contains("\x1b[")
+    };
+    // NO_COLOR is set for every test here: `always` overrides it, `auto` obeys it.
+    assert!(coloured(&["--color", "always"]));
+    assert!(!coloured(&["--color", "never"]));
+    assert!(!coloured(&["--color", "auto"]));
+    assert!(!coloured(&[]));
+    let out = staleconn()
+        .args(["-r", RACE, "--color", "sometimes"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--color"));
+}
+
+#[test]
 fn explain_timeline_matches_what_wireshark_shows() {
     // tshark's frame numbers, relative times and TCP flags for the flow from port 44594,
     // made by the command at the top of the fixture.
