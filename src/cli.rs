@@ -306,6 +306,20 @@ impl Config {
         if args.count == Some(0) {
             bail!("-c 0: the packet count must be at least 1");
         }
+        if args.max_flows == 0 {
+            bail!("--max-flows 0: track at least 1 flow (default {DEFAULT_MAX_FLOWS})");
+        }
+        // Output files are written after the capture was read, which can take long: a
+        // missing directory is said at once.
+        for (option, path) in [
+            ("-w", &args.write),
+            ("--write-flagged", &args.write_flagged),
+            ("--plot", &args.plot),
+        ] {
+            if let Some(path) = path {
+                check_directory_exists(option, path)?;
+            }
+        }
         let mut expression = args.expression;
         let read = input_files(&args.read, &mut expression)?;
         let bpf = (!expression.is_empty()).then(|| expression.join(" "));
@@ -362,7 +376,7 @@ impl Config {
                 // The table without --all lists flagged flows only.
                 keep_benign: !matches!(output, Output::Table { all: false, .. }),
                 count: args.count,
-                max_flows: args.max_flows.max(1),
+                max_flows: args.max_flows,
             },
             output,
             write_flagged: args.write_flagged,
@@ -400,6 +414,22 @@ fn input_files(read: &[String], expression: &mut Vec<String>) -> Result<Vec<Stri
         files.extend(expression.drain(..shell_expanded));
     }
     Ok(files)
+}
+
+/// An output file's directory exists (the file itself is made later).
+fn check_directory_exists(option: &str, path: &Path) -> Result<()> {
+    let directory = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    if !directory.is_dir() {
+        bail!(
+            "{option} {}: no directory {}; name a file in a directory that exists",
+            path.display(),
+            directory.display()
+        );
+    }
+    Ok(())
 }
 
 fn parse_duration(option: &str, text: &str) -> Result<Duration> {

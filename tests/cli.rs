@@ -368,6 +368,30 @@ fn version_names_the_package_version() {
 }
 
 #[test]
+fn errors_name_the_flag_to_fix() {
+    let cases: [(&[&str], &str); 4] = [
+        (&["-r", RACE, "--max-flows", "0"], "--max-flows 0"),
+        (
+            &["-r", RACE, "--plot", "no-such-dir/race.svg"],
+            "--plot no-such-dir/race.svg: no directory no-such-dir",
+        ),
+        (
+            &["-r", RACE, "--write-flagged", "no-such-dir/flagged.pcap"],
+            "--write-flagged no-such-dir/flagged.pcap: no directory no-such-dir",
+        ),
+        (&["-r", RACE, "-s", "0"], "-s 0"),
+    ];
+    for (args, named) in cases {
+        let out = staleconn().args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let line = one_error_line(&out);
+        assert!(line.contains(named), "{args:?}: {line}");
+        // Said before the capture is read: no table.
+        assert!(out.stdout.is_empty(), "{args:?}");
+    }
+}
+
+#[test]
 fn color_always_colours_the_verdicts_even_into_a_pipe() {
     let coloured = |args: &[&str]| {
         let out = staleconn().args(["-r", RACE]).args(args).output().unwrap();
