@@ -18,16 +18,21 @@ pub fn write(what: Generate, out: &mut dyn Write) -> Result<()> {
     let mut command = Args::command();
     match what {
         Generate::Man => man_page(command, out)?,
-        Generate::CompleteBash => complete(Shell::Bash, &mut command, out),
-        Generate::CompleteZsh => complete(Shell::Zsh, &mut command, out),
-        Generate::CompleteFish => complete(Shell::Fish, &mut command, out),
+        Generate::CompleteBash => complete(Shell::Bash, &mut command, out)?,
+        Generate::CompleteZsh => complete(Shell::Zsh, &mut command, out)?,
+        Generate::CompleteFish => complete(Shell::Fish, &mut command, out)?,
     }
     out.flush()?;
     Ok(())
 }
 
-fn complete(shell: Shell, command: &mut clap::Command, out: &mut dyn Write) {
-    clap_complete::generate(shell, command, BIN_NAME, out);
+fn complete(shell: Shell, command: &mut clap::Command, out: &mut dyn Write) -> Result<()> {
+    // clap_complete panics when a write fails; a buffer cannot fail, and `out` may be a
+    // pipe closed early (`| head`), which is not an error.
+    let mut script = Vec::new();
+    clap_complete::generate(shell, command, BIN_NAME, &mut script);
+    out.write_all(&script)?;
+    Ok(())
 }
 
 /// clap_mangen renders the title, description and options; the synopsis (one line per way
