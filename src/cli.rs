@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use clap::{ArgGroup, Parser, ValueEnum};
+use clap::{ArgGroup, Parser, ValueEnum, ValueHint};
 
 use crate::Settings;
 use crate::capture::LiveOptions;
@@ -20,22 +20,114 @@ use crate::target::Target;
 /// and the headers that follow it.
 pub const DEFAULT_SNAPLEN: i32 = 512;
 
+/// Examples, each what it does and the command: `--help` and the man page both list them.
+pub const EXAMPLES: &[(&str, &str)] = &[
+    (
+        "Analyse a saved capture; flagged flows are listed with their evidence",
+        "staleconn -r dump.pcap",
+    ),
+    (
+        "Only one server's flows, with a BPF filter as for tcpdump",
+        "staleconn -r dump.pcap --target 10.0.3.7:443 tcp port 443",
+    ),
+    (
+        "Rotated files (tcpdump -C or -G) read as one capture",
+        "staleconn -r 'cap-*.pcap'",
+    ),
+    (
+        "Each flagged flow's last packets, numbered as in Wireshark",
+        "staleconn -r dump.pcap --explain",
+    ),
+    (
+        "tcpdump captures, staleconn reads standard input",
+        "tcpdump -i any -U -w - host 10.0.3.7 | staleconn -r -",
+    ),
+    (
+        "Capture live, keep the packets, and drop root once the device is open",
+        "sudo staleconn -i any -w evidence.pcap --target 10.0.3.7:443",
+    ),
+    (
+        "JSON for scripts: the flagged flows' verdicts",
+        "staleconn -r dump.pcap --format json | jq '.flows[] | select(.flagged) | .verdict'",
+    ),
+];
+
+/// What each exit status means: `-h`, `--help` and the man page all say it.
+pub const EXIT_STATUS: &[(&str, &str)] = &[
+    ("0", "no flow flagged"),
+    ("1", "some flows flagged"),
+    ("2", "error (bad input, bad option)"),
+];
+
+/// Said after the exit statuses in `--help` and the man page.
+pub const EXIT_STATUS_NOTE: &str = "Output cut short by a closed pipe (| head) is not an error.";
+
+/// `--help` and the man page: what staleconn finds, before the options.
+pub const LONG_ABOUT: &str = "\
+Reads a packet capture (pcap or pcapng, several rotated files, standard input) or a live \
+interface, and tells, flow by flow, why requests on pooled HTTP keep-alive connections died, \
+with the measured figures that prove it and what to change.
+
+keepalive_race: the server closed an idle keep-alive connection (TLS close_notify, FIN) as \
+the client reused it; the request got no response (Reactor Netty 'Connection prematurely \
+closed BEFORE response', Apache HttpClient NoHttpResponseException, Node 'socket hang up'). \
+Fix: a client max idle time shorter than the server's keep-alive timeout, which is measured.
+
+nat_idle_reset: a NAT, load balancer or firewall forgot a connection that was idle too long \
+(AWS NAT Gateway: 350 s) and answered the next request with RST ('Connection reset'). Fix: a \
+client max idle time, or TCP keepalive, shorter than the middlebox's idle timeout.";
+
+/// `-h`: the exit statuses, and where the rest is.
+fn after_short_help() -> String {
+    let statuses: Vec<String> = EXIT_STATUS
+        .iter()
+        .map(|(code, meaning)| format!("{code} {meaning}"))
+        .collect();
+    format!(
+        "Exit status: {}.\n'staleconn --help' says more, with examples; so does 'man staleconn'.",
+        statuses.join(", ")
+    )
+}
+
+/// `--help`: the examples and the exit statuses.
+fn after_long_help() -> String {
+    let mut text = String::from("Examples:\n");
+    for (what, command) in EXAMPLES {
+        text.push_str(&format!("  {what}:\n    {command}\n"));
+    }
+    text.push_str("\nExit status:\n");
+    for (code, meaning) in EXIT_STATUS {
+        text.push_str(&format!("  {code}  {meaning}\n"));
+    }
+    text.push_str(EXIT_STATUS_NOTE);
+    text
+}
+
 #[derive(Debug, Parser)]
 #[command(
     name = "staleconn",
-    version,
+    version = env!("STALECONN_VERSION"),
     about = "Reads a packet capture and tells, flow by flow, why requests on pooled HTTP keep-alive connections died",
-    long_about = None,
-    group(ArgGroup::new("input").required(true).args(["read", "interface", "list_interfaces"])),
-    after_help = "Examples:\n  staleconn -r dump.pcap\n  staleconn -r dump.pcap --target 10.0.3.7:443 tcp port 443\n  tcpdump -i any -U -w - host 10.0.3.7 | staleconn -r -\n  sudo staleconn -i any -w evidence.pcap --target 10.0.3.7:443\n\nExit status: 0 no flow flagged, 1 some flows flagged, 2 error."
+    long_about = LONG_ABOUT,
+    group(ArgGroup::new("input").required(true).args(["read", "interface", "list_interfaces", "generate"])),
+    after_help = after_short_help(),
+    after_long_help = after_long_help(),
 )]
 pub struct Args {
     /// Read packets from FILE (pcap or pcapng; `-` is standard input). Repeat it, or give
     /// a glob (quoted, or as the shell expands it), to read rotated files as one capture
-    #[arg(short = 'r', value_name = "FILE")]
+    ///
+    /// Rotated files (tcpdump -C or -G) are merged by timestamp: a flow that spans two files
+    /// is one flow, and frames are numbered as in `mergecap -w merged.pcap`. Reading files
+    /// needs no privileges.
+    #[arg(short = 'r', value_name = "FILE", value_hint = ValueHint::FilePath)]
     pub read: Vec<String>,
 
     /// Capture live on IFACE (`any` for all interfaces)
+    ///
+    /// Needs root, or the capabilities cap_net_raw and cap_net_admin on the binary. Flagged
+    /// flows are printed as they happen; Ctrl-C, SIGTERM, -c or --duration end the capture
+    /// with the whole table.
     #[arg(short = 'i', value_name = "IFACE")]
     pub interface: Option<String>,
 
@@ -64,14 +156,21 @@ pub struct Args {
     pub duration: Option<String>,
 
     /// Live: also write the captured packets to FILE (pcap), as tcpdump -w does
-    #[arg(short = 'w', value_name = "FILE")]
+    #[arg(short = 'w', value_name = "FILE", value_hint = ValueHint::FilePath)]
     pub write: Option<PathBuf>,
 
     /// Live: after opening the device, run as USER (default when root: nobody; `-Z root` keeps root)
-    #[arg(short = 'Z', value_name = "USER")]
+    ///
+    /// Everything parsed after the device is open comes from the network, so a process
+    /// started as root becomes USER once the device and the output files (-w,
+    /// --write-flagged) are open, as tcpdump does.
+    #[arg(short = 'Z', value_name = "USER", value_hint = ValueHint::Username)]
     pub user: Option<String>,
 
     /// Server side to analyse: address or CIDR with optional port (repeatable)
+    ///
+    /// For example 10.1.2.3:443, 10.1.0.0/16 or [2001:db8::1]:443. Without it every TCP
+    /// flow is analysed.
     #[arg(long, value_name = "HOST[:PORT]")]
     pub target: Vec<String>,
 
@@ -88,18 +187,23 @@ pub struct Args {
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
 
+    /// Colour the verdicts in the table: auto colours when standard output is a terminal
+    /// and NO_COLOR is unset
+    #[arg(long, value_enum, value_name = "WHEN", default_value_t = ColorWhen::Auto)]
+    pub color: ColorWhen,
+
     /// List every flow, not only the flagged ones
     #[arg(long)]
     pub all: bool,
 
     /// Write every packet of the flagged flows to FILE (pcap, the capture's link type), for
     /// Wireshark; reads the capture a second time (live: needs -w)
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath)]
     pub write_flagged: Option<PathBuf>,
 
     /// Draw, per server, every reuse of an idle connection by outcome, with the measured
     /// timeouts, to an SVG file
-    #[arg(long, value_name = "FILE.svg")]
+    #[arg(long, value_name = "FILE.svg", value_hint = ValueHint::FilePath)]
     pub plot: Option<PathBuf>,
 
     /// Show each flagged flow's last packets, numbered as in Wireshark (JSON always has them)
@@ -109,6 +213,11 @@ pub struct Args {
     /// The most flows tracked at once; the one idle longest is evicted to make room
     #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_FLOWS)]
     pub max_flows: usize,
+
+    /// Print the man page or a shell's completion script, made from these same definitions,
+    /// and exit
+    #[arg(long, value_enum, value_name = "WHAT")]
+    pub generate: Option<Generate>,
 
     /// BPF filter expression, as for tcpdump (e.g. `tcp port 443`)
     #[arg(
@@ -123,6 +232,29 @@ pub struct Args {
 pub enum Format {
     Table,
     Json,
+}
+
+/// `--color`: when the table's verdicts are coloured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorWhen {
+    /// When standard output is a terminal and NO_COLOR is unset or empty
+    Auto,
+    /// Even into a pipe or a file (`less -R` shows it)
+    Always,
+    Never,
+}
+
+/// `--generate`: what to print instead of analysing anything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Generate {
+    /// The man page (roff), for `man -l -` or /usr/share/man/man1/staleconn.1
+    Man,
+    /// Bash completion, for /usr/share/bash-completion/completions/staleconn
+    CompleteBash,
+    /// Zsh completion, for a directory in $fpath, as _staleconn
+    CompleteZsh,
+    /// Fish completion, for ~/.config/fish/completions/staleconn.fish
+    CompleteFish,
 }
 
 /// Where packets come from.
@@ -180,11 +312,31 @@ impl Config {
         if args.count == Some(0) {
             bail!("-c 0: the packet count must be at least 1");
         }
+        if args.max_flows == 0 {
+            bail!("--max-flows 0: track at least 1 flow (default {DEFAULT_MAX_FLOWS})");
+        }
+        // Output files are written after the capture was read, which can take long: a
+        // missing directory is said at once.
+        for (option, path) in [
+            ("-w", &args.write),
+            ("--write-flagged", &args.write_flagged),
+            ("--plot", &args.plot),
+        ] {
+            if let Some(path) = path {
+                check_directory_exists(option, path)?;
+            }
+        }
         let mut expression = args.expression;
         let read = input_files(&args.read, &mut expression)?;
         let bpf = (!expression.is_empty()).then(|| expression.join(" "));
-        let color = std::io::stdout().is_terminal()
-            && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+        let color = match args.color {
+            ColorWhen::Always => true,
+            ColorWhen::Never => false,
+            ColorWhen::Auto => {
+                std::io::stdout().is_terminal()
+                    && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+            }
+        };
         let output = match args.format {
             Format::Table => Output::Table {
                 all: args.all,
@@ -231,7 +383,7 @@ impl Config {
                 // The table without --all lists flagged flows only.
                 keep_benign: !matches!(output, Output::Table { all: false, .. }),
                 count: args.count,
-                max_flows: args.max_flows.max(1),
+                max_flows: args.max_flows,
             },
             output,
             write_flagged: args.write_flagged,
@@ -269,6 +421,22 @@ fn input_files(read: &[String], expression: &mut Vec<String>) -> Result<Vec<Stri
         files.extend(expression.drain(..shell_expanded));
     }
     Ok(files)
+}
+
+/// An output file's directory exists (the file itself is made later).
+fn check_directory_exists(option: &str, path: &Path) -> Result<()> {
+    let directory = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    if !directory.is_dir() {
+        bail!(
+            "{option} {}: no directory {}; name a file in a directory that exists",
+            path.display(),
+            directory.display()
+        );
+    }
+    Ok(())
 }
 
 fn parse_duration(option: &str, text: &str) -> Result<Duration> {

@@ -9,6 +9,7 @@ pub mod cli;
 pub mod decode;
 pub mod detect;
 pub mod flow;
+pub mod generate;
 pub mod live;
 pub mod privileges;
 pub mod progress;

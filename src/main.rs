@@ -5,14 +5,19 @@ use std::io::{self, BufWriter};
 use std::process::ExitCode;
 
 use clap::Parser;
+use staleconn::Outcome;
 use staleconn::cli::{Args, Config};
 
 fn main() -> ExitCode {
     let args = Args::parse();
     let stdout = io::stdout();
     let mut out = BufWriter::new(stdout.lock());
-    let result = Config::from_args(args)
-        .and_then(|config| staleconn::run(&config, &mut out, &mut io::stderr()));
+    let result = match args.generate {
+        // Made from the argument definitions alone: nothing to configure or analyse.
+        Some(what) => staleconn::generate::write(what, &mut out).map(|()| Outcome { flagged: 0 }),
+        None => Config::from_args(args)
+            .and_then(|config| staleconn::run(&config, &mut out, &mut io::stderr())),
+    };
     match result {
         Ok(outcome) if outcome.flagged > 0 => ExitCode::from(1),
         Ok(_) => ExitCode::SUCCESS,

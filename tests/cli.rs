@@ -377,6 +377,77 @@ fn bad_options_exit_2() {
 }
 
 #[test]
+fn version_names_the_package_version() {
+    let version = String::from_utf8(staleconn().arg("--version").output().unwrap().stdout).unwrap();
+    let expected = format!("staleconn {}", env!("CARGO_PKG_VERSION"));
+    assert!(version.starts_with(&expected), "{version}");
+    // Built from a checkout of this repository, it names the commit:
+    // `staleconn 0.1.0 (git 1a2b3c4)`; elsewhere (a crates tarball) the bare version.
+    let manifest_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .current_dir(manifest_dir)
+            .output()
+            .ok()
+            .filter(|out| out.status.success())
+            .map(|out| String::from_utf8(out.stdout).unwrap().trim().to_string())
+    };
+    let top =
+        git(&["rev-parse", "--show-toplevel"]).and_then(|top| std::fs::canonicalize(top).ok());
+    if top.as_deref() == manifest_dir.canonicalize().ok().as_deref() {
+        let commit = git(&["rev-parse", "--short", "HEAD"]).unwrap();
+        assert_eq!(version.trim(), format!("{expected} (git {commit})"));
+    } else {
+        assert_eq!(version.trim(), expected);
+    }
+}
+
+#[test]
+fn errors_name_the_flag_to_fix() {
+    let cases: [(&[&str], &str); 4] = [
+        (&["-r", RACE, "--max-flows", "0"], "--max-flows 0"),
+        (
+            &["-r", RACE, "--plot", "no-such-dir/race.svg"],
+            "--plot no-such-dir/race.svg: no directory no-such-dir",
+        ),
+        (
+            &["-r", RACE, "--write-flagged", "no-such-dir/flagged.pcap"],
+            "--write-flagged no-such-dir/flagged.pcap: no directory no-such-dir",
+        ),
+        (&["-r", RACE, "-s", "0"], "-s 0"),
+    ];
+    for (args, named) in cases {
+        let out = staleconn().args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let line = one_error_line(&out);
+        assert!(line.contains(named), "{args:?}: {line}");
+        // Said before the capture is read: no table.
+        assert!(out.stdout.is_empty(), "{args:?}");
+    }
+}
+
+#[test]
+fn color_always_colours_the_verdicts_even_into_a_pipe() {
+    let coloured = |args: &[&str]| {
+        let out = staleconn().args(["-r", RACE]).args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        String::from_utf8(out.stdout).unwrap().contains("\x1b[")
+    };
+    // NO_COLOR is set for every test here: `always` overrides it, `auto` obeys it.
+    assert!(coloured(&["--color", "always"]));
+    assert!(!coloured(&["--color", "never"]));
+    assert!(!coloured(&["--color", "auto"]));
+    assert!(!coloured(&[]));
+    let out = staleconn()
+        .args(["-r", RACE, "--color", "sometimes"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--color"));
+}
+
+#[test]
 fn explain_timeline_matches_what_wireshark_shows() {
     // tshark's frame numbers, relative times and TCP flags for the flow from port 44594,
     // made by the command at the top of the fixture.

@@ -62,7 +62,10 @@ impl TableReport {
         table
             .load_style(presets::UTF8_FULL_CONDENSED)
             .set_content_arrangement(ContentArrangement::Dynamic);
-        if !self.color {
+        if self.color {
+            // `--color always` colours a pipe too; comfy-table would only colour a terminal.
+            table.enforce_styling();
+        } else {
             table.force_no_tty();
         }
         table.set_header(vec![
