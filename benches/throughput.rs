@@ -19,6 +19,9 @@ use std::time::Instant;
 
 use etherparse::{PacketBuilder, VlanId};
 
+#[path = "../tests/common/flood.rs"]
+mod flood;
+
 const PLANTED_RACES: usize = 300;
 const PLANTED_NAT_RESETS: usize = 200;
 const SPAN_S: f64 = 3600.0;
@@ -419,55 +422,13 @@ fn bare_libpcap_loop(path: &Path) -> (u64, f64) {
     (packets, started.elapsed().as_secs_f64())
 }
 
-/// A SYN flood: `syns` SYNs from spoofed addresses and ports to one server, 1 µs apart,
-/// each answered by a SYN-ACK that nobody acknowledges. Every SYN is a new flow.
-fn generate_flood(path: &Path, syns: usize) -> std::io::Result<u64> {
-    let mut out = BufWriter::with_capacity(1 << 20, File::create(path)?);
-    out.write_all(&[0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0])?;
-    out.write_all(&262_144u32.to_le_bytes())?;
-    out.write_all(&1u32.to_le_bytes())?;
-    let mut rng = Rng(0xf100_d5ee_d000_0001);
-    let server = [198, 19, 0, 1];
-    let mut frame = Vec::with_capacity(128);
-    let mut bytes = 24u64;
-    for i in 0..syns as u64 {
-        let r = rng.next();
-        let client = [198, 18, (r >> 8) as u8, r as u8];
-        let port = 1024 + (r >> 16) as u16 % 64000;
-        let isn = (r >> 32) as u32;
-        let t_us = 1_790_000_000_000_000u64 + 2 * i;
-        for (from_client, t) in [(true, t_us), (false, t_us + 1)] {
-            frame.clear();
-            let eth = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]);
-            let tcp = if from_client {
-                eth.ipv4(client, server, 64)
-                    .tcp(port, 443, isn, 64240)
-                    .syn()
-            } else {
-                eth.ipv4(server, client, 64)
-                    .tcp(443, port, !isn, 65160)
-                    .syn()
-                    .ack(isn.wrapping_add(1))
-            };
-            tcp.write(&mut frame, &[]).expect("a buildable segment");
-            out.write_all(&((t / 1_000_000) as u32).to_le_bytes())?;
-            out.write_all(&((t % 1_000_000) as u32).to_le_bytes())?;
-            out.write_all(&(frame.len() as u32).to_le_bytes())?;
-            out.write_all(&(frame.len() as u32).to_le_bytes())?;
-            out.write_all(&frame)?;
-            bytes += 16 + frame.len() as u64;
-        }
-    }
-    out.flush()?;
-    Ok(bytes)
-}
-
 /// `--flood N`: N distinct SYN flows, analysed with the default settings and with a small
 /// `--max-flows`: time and peak memory for each. Memory must stop at the flow cap.
 fn flood(dir: &Path, syns: usize) {
     let path = dir.join(format!("flood-{syns}.pcap"));
     if !path.exists() {
-        let bytes = generate_flood(&path, syns).expect("write the flood capture");
+        let mut out = BufWriter::with_capacity(1 << 20, File::create(&path).expect("target/bench"));
+        let bytes = flood::write_syn_flood(&mut out, syns as u32).expect("write the flood capture");
         eprintln!(
             "flood capture: {} ({:.2} GB)",
             path.display(),
@@ -484,7 +445,10 @@ fn flood(dir: &Path, syns: usize) {
         if let Some(max) = max_flows {
             command.args(["--max-flows", max]);
         }
-        let output = command.stderr(Stdio::null()).output().expect("run staleconn");
+        let output = command
+            .stderr(Stdio::null())
+            .output()
+            .expect("run staleconn");
         let seconds = started.elapsed().as_secs_f64();
         let report = String::from_utf8_lossy(&output.stdout);
         let line = |prefix: &str| {

@@ -6,50 +6,18 @@
 //! One test in this file on purpose: it reads the peak memory of this process's children,
 //! which a second test running alongside would disturb.
 
-use std::io::{BufWriter, Write};
+use std::io::BufWriter;
 
 use assert_cmd::Command;
-use etherparse::PacketBuilder;
 use serde_json::Value;
 
-/// `syns` SYNs from distinct spoofed sources to one server, each with its SYN-ACK.
+#[path = "common/flood.rs"]
+mod flood;
+
 fn flood(syns: u32) -> tempfile::NamedTempFile {
     let file = tempfile::NamedTempFile::new().unwrap();
     let mut out = BufWriter::new(file.reopen().unwrap());
-    out.write_all(&[0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0])
-        .unwrap();
-    out.write_all(&262_144u32.to_le_bytes()).unwrap();
-    out.write_all(&1u32.to_le_bytes()).unwrap();
-    let server = [198, 19, 0, 1];
-    let mut frame = Vec::new();
-    for i in 0..syns {
-        let client = [198, 18, (i >> 16) as u8, (i >> 8) as u8];
-        let port = 1024 + (i & 0xff) as u16;
-        let isn = i.wrapping_mul(2_654_435_761);
-        for from_client in [true, false] {
-            frame.clear();
-            let eth = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]);
-            let tcp = if from_client {
-                eth.ipv4(client, server, 64)
-                    .tcp(port, 443, isn, 64240)
-                    .syn()
-            } else {
-                eth.ipv4(server, client, 64)
-                    .tcp(443, port, !isn, 65160)
-                    .syn()
-                    .ack(isn.wrapping_add(1))
-            };
-            tcp.write(&mut frame, &[]).unwrap();
-            let usec = 2 * i + u32::from(!from_client);
-            out.write_all(&(1_790_000_000 + usec / 1_000_000).to_le_bytes())
-                .unwrap();
-            out.write_all(&(usec % 1_000_000).to_le_bytes()).unwrap();
-            out.write_all(&(frame.len() as u32).to_le_bytes()).unwrap();
-            out.write_all(&(frame.len() as u32).to_le_bytes()).unwrap();
-            out.write_all(&frame).unwrap();
-        }
-    }
-    out.flush().unwrap();
+    flood::write_syn_flood(&mut out, syns).unwrap();
     file
 }
 
