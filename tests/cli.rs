@@ -697,3 +697,33 @@ fn rotated_files_read_as_one_capture_give_the_same_verdicts() {
     let expanded = json_of(&expanded.output().unwrap().stdout);
     assert_eq!(expanded["summary"]["flows"], 14, "the filter still applies");
 }
+
+/// A named pipe (`-r` on a FIFO that tcpdump or zcat writes into) is read as it comes,
+/// by libpcap, not by the read-ahead reader meant for regular files.
+#[test]
+fn reads_a_named_pipe() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("capture.fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let writer = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || {
+            let bytes = std::fs::read(RACE).unwrap();
+            std::fs::write(fifo, bytes).unwrap();
+        })
+    };
+    let out = staleconn()
+        .arg("-r")
+        .arg(&fifo)
+        .args(["--format", "json"])
+        .timeout(std::time::Duration::from_secs(30))
+        .output()
+        .unwrap();
+    writer.join().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(json_of(&out.stdout)["summary"]["packets"]["read"], 262);
+}

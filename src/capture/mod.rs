@@ -426,7 +426,11 @@ fn check_readable_file(path: &Path) -> Result<()> {
     if meta.is_file() && meta.len() == 0 {
         bail!("{shown}: empty file, not a capture (was tcpdump stopped before it wrote anything?)");
     }
-    std::fs::File::open(path).map_err(explain)?;
+    // Opening is the honest test of "readable", but only for a regular file: opening a
+    // FIFO and closing it would take its writer's data with it.
+    if meta.is_file() {
+        std::fs::File::open(path).map_err(explain)?;
+    }
     Ok(())
 }
 
