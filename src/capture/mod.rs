@@ -108,8 +108,9 @@ impl Source {
         } else {
             path.to_string()
         };
-        if path != "-" {
-            check_readable_file(Path::new(path))?;
+        // A regular file may be ours to read ahead; standard input, a FIFO or a device
+        // is libpcap's, which hands on each packet as it comes.
+        if path != "-" && check_readable_file(Path::new(path))?.is_file() {
             let pcap_file = PcapFile::open(Path::new(path))
                 .map_err(|e| anyhow::anyhow!("{name}: cannot read ({e})"))?;
             if let Some(file) = pcap_file {
@@ -410,7 +411,8 @@ fn supported_link(name: &str, linktype: pcap::Linktype) -> Result<LinkType> {
     }
 }
 
-fn check_readable_file(path: &Path) -> Result<()> {
+/// Says in one line why `path` cannot be read as a capture; its metadata when it can.
+fn check_readable_file(path: &Path) -> Result<std::fs::Metadata> {
     let shown = path.display();
     let explain = |e: std::io::Error| match e.kind() {
         std::io::ErrorKind::NotFound => anyhow::anyhow!("{shown}: no such file"),
@@ -431,7 +433,7 @@ fn check_readable_file(path: &Path) -> Result<()> {
     if meta.is_file() {
         std::fs::File::open(path).map_err(explain)?;
     }
-    Ok(())
+    Ok(meta)
 }
 
 fn open_error(name: &str, e: pcap::Error) -> anyhow::Error {

@@ -46,15 +46,10 @@ pub struct Record<'a> {
 }
 
 impl PcapFile {
-    /// Opens `path` if it is a classic pcap file; `Ok(None)` for anything else. Only
-    /// regular files: a FIFO or a device is left to libpcap, which hands on each packet as
-    /// it comes, where the read-ahead would wait for whole chunks (and, dropped early,
-    /// for a writer that may never write again).
+    /// Opens `path` if it is a classic pcap file; `Ok(None)` for anything else. For
+    /// regular files only (the caller checks): the read-ahead waits for whole chunks,
+    /// where a FIFO's packets should be handed on as they come.
     pub fn open(path: &Path) -> std::io::Result<Option<PcapFile>> {
-        // Asked of the path, before opening: opening a FIFO would take its writer.
-        if !std::fs::metadata(path)?.file_type().is_file() {
-            return Ok(None);
-        }
         let mut file = File::open(path)?;
         let mut header = [0u8; 24];
         if read_up_to(&mut file, &mut header)? < header.len() {
