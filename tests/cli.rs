@@ -354,24 +354,22 @@ fn capture_cut_inside_its_file_header_is_an_error() {
 
 #[test]
 fn bad_options_exit_2() {
-    let out = staleconn()
-        .args(["-r", RACE, "--nat-idle", "soon"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(one_error_line(&out).contains("--nat-idle 'soon'"));
-    let out = staleconn()
-        .args(["-r", RACE, "--blackhole-idle", "0s"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(one_error_line(&out).contains("--blackhole-idle must be longer than zero"));
-    let out = staleconn()
-        .args(["-r", RACE, "--target", "example.com"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(one_error_line(&out).contains("not an address or CIDR"));
+    for (option, value, says) in [
+        ("--nat-idle", "soon", "--nat-idle 'soon'"),
+        (
+            "--blackhole-idle",
+            "0s",
+            "--blackhole-idle must be longer than zero",
+        ),
+        ("--target", "example.com", "not an address or CIDR"),
+    ] {
+        let out = staleconn()
+            .args(["-r", RACE, option, value])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2));
+        assert!(one_error_line(&out).contains(says), "{option} {value}");
+    }
     let out = staleconn().args(["--format", "json"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
