@@ -185,11 +185,13 @@ impl TableReport {
                     k.median_s, k.n, k.min_s, k.max_s
                 );
             }
+            // Both brackets start at the longest silence that still worked, when one did.
+            let survived = |s: Option<f64>| {
+                s.map(|s| format!("survived {s:.1} s, "))
+                    .unwrap_or_default()
+            };
             if let Some(b) = &server.middlebox {
-                let survived = b
-                    .survived_s
-                    .map(|s| format!("survived {s:.1} s, "))
-                    .unwrap_or_default();
+                let survived = survived(b.survived_s);
                 let _ = writeln!(
                     out,
                     "  middlebox: forgets idle connections: {survived}reset after {:.1} s",
@@ -197,10 +199,7 @@ impl TableReport {
                 );
             }
             if let Some(b) = &server.blackhole {
-                let survived = b
-                    .survived_s
-                    .map(|s| format!("survived {s:.1} s, "))
-                    .unwrap_or_default();
+                let survived = survived(b.survived_s);
                 let _ = writeln!(
                     out,
                     "  middlebox: drops idle connections silently: {survived}no answer after {:.1} s (a request went unanswered for up to {:.1} s)",
