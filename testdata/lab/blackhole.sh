@@ -45,7 +45,7 @@ CLI4=198.18.8.2 RTR4C=198.18.8.1 RTR4S=198.19.8.1 SRV4=198.19.8.2
 PORT=8090 SLOW_PORT=8091
 WORK=$(mktemp -d /tmp/staleconn-blackhole.XXXXXX)
 EVIDENCE="$OUT/lab/last-run-blackhole"
-. "$LAB/common.sh"   # PIDS, log, cleanup on exit, wait_for, stop_pid
+. "$LAB/common.sh"   # PIDS, log, cleanup on exit, wait_for, stop_pid, need, build_delayline, fresh_namespaces
 
 # cap NS NAME ARGS...: start tcpdump in NS writing $OUT/NAME; its PID in CAPS
 CAPS=()
@@ -57,20 +57,9 @@ cap() {
     wait_for grep -q "listening on" "$WORK/tcpdump-$name.log" || { log "tcpdump $name did not start"; cat "$WORK/tcpdump-$name.log" >&2; exit 1; }
 }
 
-[ -e /proc/net/netfilter/nfnetlink_queue ] || log "warning: /proc/net/netfilter/nfnetlink_queue missing; NFQUEUE may not work"
-for t in tcpdump python3 gcc tshark iptables conntrack; do
-    command -v "$t" >/dev/null || { echo "blackhole.sh: missing $t" >&2; exit 1; }
-done
-
-log "building delayline"
-gcc -O2 -Wall -o "$WORK/delayline" "$LAB/delayline.c" -lnetfilter_queue -lnfnetlink
-
-log "creating namespaces"
-for ns in $NS_C $NS_R $NS_S; do
-    ip netns del "$ns" 2>/dev/null || true
-    ip netns add "$ns"
-    ip -n "$ns" link set lo up
-done
+need blackhole.sh tcpdump python3 gcc tshark iptables conntrack
+build_delayline
+fresh_namespaces
 ip link add bc0 netns $NS_C type veth peer name br0 netns $NS_R
 ip link add bs0 netns $NS_S type veth peer name br1 netns $NS_R
 ip -n $NS_C addr add $CLI4/24 dev bc0

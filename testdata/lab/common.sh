@@ -1,5 +1,6 @@
-# Shared by run.sh and blackhole.sh (sourced after they set NS_C, NS_R, NS_S and WORK):
-# the processes we start, cleanup by PID, and bounded waits.
+# Shared by run.sh and blackhole.sh (sourced after they set LAB, NS_C, NS_R, NS_S and
+# WORK): the processes we start, cleanup by PID, bounded waits, the tools, the delay line
+# and the namespaces.
 
 PIDS=()          # every background process we start, killed by PID only
 
@@ -31,4 +32,31 @@ stop_pid() {
     for i in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     kill -TERM "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
+}
+
+# need SCRIPT TOOL...: stop with one line naming the first tool that is missing
+need() {
+    local script=$1 t; shift
+    for t in "$@"; do
+        command -v "$t" >/dev/null || { echo "$script: missing $t" >&2; exit 1; }
+    done
+}
+
+# build_delayline: compile the NFQUEUE delay line (delayline.c) into $WORK
+build_delayline() {
+    [ -e /proc/net/netfilter/nfnetlink_queue ] || log "warning: /proc/net/netfilter/nfnetlink_queue missing; NFQUEUE may not work"
+    log "building delayline"
+    gcc -O2 -Wall -o "$WORK/delayline" "$LAB/delayline.c" -lnetfilter_queue -lnfnetlink
+}
+
+# fresh_namespaces: NS_C, NS_R and NS_S made anew (a leftover of a killed run removed),
+# loopback up
+fresh_namespaces() {
+    local ns
+    log "creating namespaces"
+    for ns in $NS_C $NS_R $NS_S; do
+        ip netns del "$ns" 2>/dev/null || true
+        ip netns add "$ns"
+        ip -n "$ns" link set lo up
+    done
 }

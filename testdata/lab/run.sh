@@ -45,7 +45,7 @@ NS_C=sc-cli NS_R=sc-rtr NS_S=sc-srv
 CLI4=198.18.1.2 RTR4C=198.18.1.1 RTR4S=198.19.2.1 SRV4=198.19.2.2
 CLI6=fd00:198:18:1::2 RTR6C=fd00:198:18:1::1 RTR6S=fd00:198:19:2::1 SRV6=fd00:198:19:2::2
 WORK=$(mktemp -d /tmp/staleconn-lab.XXXXXX)
-. "$LAB/common.sh"   # PIDS, log, cleanup on exit, wait_for, stop_pid
+. "$LAB/common.sh"   # PIDS, log, cleanup on exit, wait_for, stop_pid, need, build_delayline, fresh_namespaces
 
 # cap NS NAME ARGS...: start tcpdump in NS writing $OUT/NAME; echo PID
 CAP_PIDS=()
@@ -76,20 +76,9 @@ stop_caps() {   # stop_caps NAME...: stop the named captures
     done
 }
 
-[ -e /proc/net/netfilter/nfnetlink_queue ] || log "warning: /proc/net/netfilter/nfnetlink_queue missing; NFQUEUE may not work"
-for t in tcpdump nginx openssl python3 gcc editcap tshark iptables ip6tables; do
-    command -v "$t" >/dev/null || { echo "run.sh: missing $t" >&2; exit 1; }
-done
-
-log "building delayline"
-gcc -O2 -Wall -o "$WORK/delayline" "$LAB/delayline.c" -lnetfilter_queue -lnfnetlink
-
-log "creating namespaces"
-for ns in $NS_C $NS_R $NS_S; do
-    ip netns del "$ns" 2>/dev/null || true
-    ip netns add "$ns"
-    ip -n "$ns" link set lo up
-done
+need run.sh tcpdump nginx openssl python3 gcc editcap tshark iptables ip6tables
+build_delayline
+fresh_namespaces
 ip link add c0 netns $NS_C type veth peer name r0 netns $NS_R
 ip link add s0 netns $NS_S type veth peer name r1 netns $NS_R
 ip -n $NS_C addr add $CLI4/24 dev c0
