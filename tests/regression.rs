@@ -50,11 +50,11 @@ fn read_ahead_thread_ends_with_its_file() {
             })
             .unwrap_or(0)
     };
-    // Larger than the read-ahead's chunks in flight, and left after one packet (`-c 1`),
+    // Larger than the windows the read-ahead maps in flight, and left after one packet (`-c 1`),
     // so the thread is still reading when the file is dropped.
     let capture = std::fs::read("testdata/race-tls12-client.pcap").unwrap();
     let mut big = capture.clone();
-    while big.len() < 4 << 20 {
+    while big.len() < 16 << 20 {
         big.extend_from_slice(&capture[24..]);
     }
     let file = tempfile::NamedTempFile::new().unwrap();

@@ -5,6 +5,7 @@
 
 mod merge;
 mod pcapfile;
+mod sigbus;
 
 pub use merge::MergedFiles;
 use pcapfile::PcapFile;
@@ -62,7 +63,7 @@ pub struct Source {
     /// libpcap's handle: the reader, or for a classic pcap file read by `file`, a dead
     /// handle of its link type that compiles filters and opens savefiles.
     capture: Capture<dyn Activated>,
-    /// A classic pcap file, read with large reads instead of libpcap's.
+    /// A classic pcap file, mapped and parsed in place instead of read by libpcap.
     file: Option<PcapFile>,
     link: LinkType,
     name: String,
@@ -108,7 +109,7 @@ impl Source {
         } else {
             path.to_string()
         };
-        // A regular file may be ours to read ahead; standard input, a FIFO or a device
+        // A regular file may be ours to map; standard input, a FIFO or a device
         // is libpcap's, which hands on each packet as it comes.
         if path != "-" && check_readable_file(Path::new(path))?.is_file() {
             let pcap_file = PcapFile::open(Path::new(path))

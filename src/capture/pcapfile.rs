@@ -1,34 +1,35 @@
-//! Classic pcap files read with large reads and parsed in place: the common case of a big
-//! saved capture, without libpcap's small stdio buffer and its copy of every record.
-//! Anything else (pcapng, standard input, a header this does not know) is left to libpcap.
-//! A second thread reads ahead, so the kernel's copy of the next chunk overlaps the
-//! parsing of this one.
+//! Classic pcap files mapped into memory and parsed in place: the common case of a big
+//! saved capture, without libpcap's small stdio buffer, its copy of every record, or the
+//! kernel's copy of every byte that `read` makes. Anything else (pcapng, standard input, a
+//! FIFO, a header this does not know, a file that cannot be mapped) is left to libpcap.
+//! A second thread maps the file window by window ahead of the parser, so page faults and
+//! disk reads overlap the parsing, and no more than a few windows are mapped at once.
 
 use std::fs::File;
 use std::io::Read;
 use std::path::Path;
-use std::sync::mpsc::{Receiver, Sender, SyncSender, channel, sync_channel};
+use std::sync::mpsc::{Receiver, sync_channel};
 
+use super::sigbus::Watch;
 use crate::time::Timestamp;
 
-/// Bytes read at a time: large reads are what make this faster than libpcap's stdio.
-const CHUNK: usize = 256 << 10;
+/// Bytes of file between the starts of two windows.
+const STRIDE: usize = if cfg!(test) { 1 << 20 } else { 2 << 20 };
 /// libpcap's largest snapshot length; a longer record is damage, not a packet.
 pub const MAX_RECORD: usize = 262_144;
 const RECORD_HEADER: usize = 16;
-/// Room before each chunk's bytes for the unread tail of the chunk before it, so a record
-/// that spans two chunks is contiguous. The tail is always shorter than one record.
-const HEADROOM: usize = RECORD_HEADER + MAX_RECORD;
-/// Chunk buffers in all: one being parsed, the others being filled or waiting.
-const BUFFERS: usize = 4;
+/// Each window maps this much past its stride, so a record that starts in it ends in it:
+/// no record is ever copied to be made contiguous.
+const OVERLAP: usize = RECORD_HEADER + MAX_RECORD;
+const FILE_HEADER: usize = 24;
 
 /// An open classic pcap file, positioned after its file header.
 pub struct PcapFile {
-    chunks: ReadAhead,
-    /// The chunk being parsed: bytes `start..end` are not yet consumed.
-    buffer: Vec<u8>,
+    windows: Windows,
+    /// The window being parsed: bytes `start..` of it are not yet consumed.
+    window: Window,
     start: usize,
-    end: usize,
+    /// The mapper has said the file ends after `window`.
     at_eof: bool,
     /// The file was written on a host of the other byte order.
     swapped: bool,
@@ -38,7 +39,7 @@ pub struct PcapFile {
     pub linktype: i32,
 }
 
-/// One record, borrowed from the read buffer.
+/// One record, borrowed from the mapped file.
 pub struct Record<'a> {
     pub ts: Timestamp,
     pub wire_len: u32,
@@ -46,12 +47,11 @@ pub struct Record<'a> {
 }
 
 impl PcapFile {
-    /// Opens `path` if it is a classic pcap file; `Ok(None)` for anything else. For
-    /// regular files only (the caller checks): the read-ahead waits for whole chunks,
-    /// where a FIFO's packets should be handed on as they come.
+    /// Opens `path` if it is a classic pcap file that can be mapped; `Ok(None)` for
+    /// anything else. For regular files only (the caller checks).
     pub fn open(path: &Path) -> std::io::Result<Option<PcapFile>> {
         let mut file = File::open(path)?;
-        let mut header = [0u8; 24];
+        let mut header = [0u8; FILE_HEADER];
         if read_up_to(&mut file, &mut header)? < header.len() {
             return Ok(None);
         }
@@ -72,11 +72,16 @@ impl PcapFile {
         if (if swapped { major.swap_bytes() } else { major }) != 2 {
             return Ok(None);
         }
+        let mut windows = Windows::start(file)?;
+        // A file that cannot be mapped (some FUSE and network file systems) is libpcap's.
+        let window = match windows.next() {
+            Ok(Some(window)) => window,
+            Ok(None) | Err(_) => return Ok(None),
+        };
         Ok(Some(PcapFile {
-            chunks: ReadAhead::start(file)?,
-            buffer: Vec::new(),
-            start: 0,
-            end: 0,
+            windows,
+            window,
+            start: FILE_HEADER,
             at_eof: false,
             swapped,
             nanos,
@@ -84,8 +89,9 @@ impl PcapFile {
         }))
     }
 
+    #[inline]
     fn u32_at(&self, at: usize) -> u32 {
-        let b = &self.buffer[at..at + 4];
+        let b = &self.window.bytes()[at..at + 4];
         let value = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
         if self.swapped {
             value.swap_bytes()
@@ -98,7 +104,7 @@ impl PcapFile {
     /// the file is cut off or a record is impossible.
     pub fn next_record(&mut self) -> Result<Option<Record<'_>>, String> {
         if !self.fill(RECORD_HEADER)? {
-            let left = self.end - self.start;
+            let left = self.window.len - self.start;
             return if left == 0 {
                 Ok(None)
             } else {
@@ -116,14 +122,27 @@ impl PcapFile {
             ));
         }
         if !self.fill(RECORD_HEADER + caplen)? {
-            let got = self.end - self.start - RECORD_HEADER;
+            let got = self.window.len - self.start - RECORD_HEADER;
             return Err(format!(
                 "truncated dump file; tried to read {caplen} captured bytes, only got {got}"
             ));
         }
         let data_at = self.start + RECORD_HEADER;
+        // A file cut short under its mapping reads as zeros past its new end (see
+        // `sigbus`): the record's last byte is read before the check, so that a record
+        // handed on was all in the file when it was read.
+        let end = data_at + caplen;
+        // SAFETY: `end - 1` is inside the window: `fill` made the whole record available.
+        unsafe { std::ptr::read_volatile(self.window.base.add(end - 1)) };
+        if self.window.cut_short() {
+            return Err(
+                "the file was cut short while it was being read (truncated by another program?)"
+                    .into(),
+            );
+        }
+        let bytes = self.window.bytes();
+        prefetch_ahead(bytes, at, data_at + caplen);
         self.start = data_at + caplen;
-        prefetch(&self.buffer[self.start.min(self.end)..self.end]);
         let nanos = if self.nanos {
             i64::from(fraction)
         } else {
@@ -132,16 +151,15 @@ impl PcapFile {
         Ok(Some(Record {
             ts: Timestamp::from_parts(i64::from(secs), nanos),
             wire_len,
-            data: &self.buffer[data_at..data_at + caplen],
+            data: &bytes[data_at..data_at + caplen],
         }))
     }
 
     /// Makes `n` bytes available from `start`; false when the file ends first.
-    /// `n` is at most one record, so the unread tail always fits in the next chunk's
-    /// headroom.
+    /// `n` is at most one record, which the next window holds whole.
     #[inline]
     fn fill(&mut self, n: usize) -> Result<bool, String> {
-        if self.end - self.start >= n {
+        if self.window.len - self.start >= n {
             return Ok(true);
         }
         self.refill(n)
@@ -149,112 +167,180 @@ impl PcapFile {
 
     #[cold]
     fn refill(&mut self, n: usize) -> Result<bool, String> {
-        debug_assert!(n <= HEADROOM);
-        while self.end - self.start < n {
+        debug_assert!(n <= OVERLAP);
+        while self.window.len - self.start < n {
             if self.at_eof {
                 return Ok(false);
             }
-            let Some(mut next) = self.chunks.next().map_err(|e| e.to_string())? else {
+            let Some(next) = self.windows.next().map_err(|e| e.to_string())? else {
                 self.at_eof = true;
                 continue;
             };
-            let tail = self.end - self.start;
-            next[HEADROOM - tail..HEADROOM].copy_from_slice(&self.buffer[self.start..self.end]);
-            let filled = next.len();
-            let done = std::mem::replace(&mut self.buffer, next);
-            self.chunks.recycle(done);
-            (self.start, self.end) = (HEADROOM - tail, filled);
+            let at = self.window.offset + self.start as u64;
+            debug_assert!(next.offset <= at);
+            self.start = (at - next.offset) as usize;
+            self.window = next;
         }
         Ok(true)
     }
 }
 
-/// A filled buffer, or the error that ended reading.
-type Chunk = std::io::Result<Vec<u8>>;
+/// A read-only mapping of `len` bytes of the file from `offset`.
+struct Window {
+    base: *const u8,
+    len: usize,
+    offset: u64,
+    /// `Some` until dropped: a SIGBUS in this window means the file was cut short.
+    watch: Option<Watch>,
+}
 
-/// A thread that reads the file chunk by chunk, each into the bytes after `HEADROOM` of a
-/// buffer it is given back once parsed. Dropping this closes both channels, which ends the
-/// thread at its next step, and waits for it: no thread outlives its file.
-struct ReadAhead {
+// SAFETY: the mapping is owned by the window alone, read-only, and unmapped once, on drop.
+unsafe impl Send for Window {}
+
+impl Window {
+    fn map(file: &File, offset: u64, len: usize) -> std::io::Result<Window> {
+        use std::os::fd::AsRawFd;
+        // SAFETY: a fresh read-only shared mapping of a file we hold open; the kernel
+        // chooses where. MAP_POPULATE faults it in now, on the mapper's thread.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ,
+                libc::MAP_SHARED | libc::MAP_POPULATE,
+                file.as_raw_fd(),
+                offset as libc::off_t,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error());
+        }
+        let mut window = Window {
+            base: base.cast(),
+            len,
+            offset,
+            watch: None,
+        };
+        window.watch = Some(
+            Watch::new(base as usize, len)
+                .ok_or_else(|| std::io::Error::other("too many capture files mapped at once"))?,
+        );
+        Ok(window)
+    }
+
+    /// Whether a read of this window found the file cut short underneath it.
+    #[inline]
+    fn cut_short(&self) -> bool {
+        self.watch.as_ref().is_some_and(Watch::hit)
+    }
+
+    #[inline]
+    fn bytes(&self) -> &[u8] {
+        // SAFETY: `base` maps `len` readable bytes for as long as the window lives.
+        unsafe { std::slice::from_raw_parts(self.base, self.len) }
+    }
+}
+
+impl Drop for Window {
+    fn drop(&mut self) {
+        // Unwatched first: once unmapped, the addresses may be mapped again by anyone.
+        drop(self.watch.take());
+        // SAFETY: the mapping made in `map`, unmapped only here.
+        unsafe { libc::munmap(self.base as *mut libc::c_void, self.len) };
+    }
+}
+
+/// A thread that maps the file window by window ahead of the parser, so that the page
+/// faults (and, for a file not in the page cache, the disk reads) overlap the parsing.
+/// Dropping this ends the thread at its next step and waits for it.
+struct Windows {
     /// `Some` until dropped.
-    channels: Option<(Receiver<Chunk>, Sender<Vec<u8>>)>,
+    next: Option<Receiver<std::io::Result<Window>>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
-impl Drop for ReadAhead {
+impl Drop for Windows {
     fn drop(&mut self) {
-        drop(self.channels.take());
+        drop(self.next.take());
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
     }
 }
 
-impl ReadAhead {
-    fn start(mut file: File) -> std::io::Result<ReadAhead> {
-        let (full_tx, full): (SyncSender<Chunk>, _) = sync_channel(BUFFERS);
-        let (empty, empty_rx) = channel::<Vec<u8>>();
-        for _ in 0..BUFFERS - 1 {
-            let _ = empty.send(Vec::new());
-        }
+impl Windows {
+    fn start(file: File) -> std::io::Result<Windows> {
+        // One window waiting while one is parsed: three mapped at most, with the one
+        // being made.
+        let (sender, next) = sync_channel(0);
         let thread = std::thread::Builder::new()
             .name("pcap read-ahead".into())
             .spawn(move || {
-                for mut buffer in empty_rx {
-                    buffer.resize(HEADROOM + CHUNK, 0);
-                    let read = read_up_to(&mut file, &mut buffer[HEADROOM..]);
-                    let last = !matches!(read, Ok(n) if n == CHUNK);
-                    let sent = read.map(|n| {
-                        buffer.truncate(HEADROOM + n);
-                        buffer
-                    });
-                    if full_tx.send(sent).is_err() || last {
+                let (mut offset, mut mapped) = (0u64, 0usize);
+                loop {
+                    // The size is asked again at the end: a file still being written is
+                    // read as far as it has got, as a read loop would.
+                    let size = match file.metadata() {
+                        Ok(meta) => meta.len(),
+                        Err(e) => {
+                            let _ = sender.send(Err(e));
+                            return;
+                        }
+                    };
+                    let want = size.saturating_sub(offset).min((STRIDE + OVERLAP) as u64) as usize;
+                    if want <= mapped {
+                        return; // nothing new: the end of the file
+                    }
+                    let window = Window::map(&file, offset, want);
+                    let failed = window.is_err();
+                    if sender.send(window).is_err() || failed {
                         return;
+                    }
+                    if want == STRIDE + OVERLAP {
+                        (offset, mapped) = (offset + STRIDE as u64, 0);
+                    } else {
+                        mapped = want;
                     }
                 }
             })?;
-        Ok(ReadAhead {
-            channels: Some((full, empty)),
+        Ok(Windows {
+            next: Some(next),
             thread: Some(thread),
         })
     }
 
-    /// The next chunk, its bytes from `HEADROOM` on; `None` once the file has ended.
-    fn next(&mut self) -> std::io::Result<Option<Vec<u8>>> {
-        let Some((full, _)) = &self.channels else {
-            return Ok(None);
-        };
-        match full.recv() {
-            Ok(Ok(chunk)) if chunk.len() == HEADROOM => Ok(None),
-            Ok(Ok(chunk)) => Ok(Some(chunk)),
-            Ok(Err(e)) => Err(e),
-            Err(_) => Ok(None), // the thread has sent its last chunk
-        }
-    }
-
-    /// Hands a parsed chunk back to be filled again.
-    fn recycle(&mut self, buffer: Vec<u8>) {
-        if let Some((_, empty)) = &self.channels {
-            let _ = empty.send(buffer);
+    /// The next window, which holds the parser's position; `None` once the file has ended.
+    fn next(&mut self) -> std::io::Result<Option<Window>> {
+        match self.next.as_ref().map(Receiver::recv) {
+            Some(Ok(Ok(window))) => Ok(Some(window)),
+            Some(Ok(Err(e))) => Err(e),
+            Some(Err(_)) | None => Ok(None),
         }
     }
 }
 
-/// Asks the CPU to bring the next record's header and first bytes into cache while this
-/// record is decoded: the chunk was just written by the read-ahead thread on another core,
-/// and that miss was most of the cost of reading a record.
+/// How far ahead of the parser the file's bytes are asked into cache.
+const PREFETCH_DISTANCE: usize = 2048;
+
+/// Asks the CPU to bring into cache the bytes `PREFETCH_DISTANCE` past this record, as the
+/// parser moves from `from` to `to`: the hardware's own prefetcher stops at each 4 KB page
+/// of the mapping, and the miss on each record's header was most of the cost of reading it.
 #[inline]
-fn prefetch(next: &[u8]) {
+fn prefetch_ahead(bytes: &[u8], from: usize, to: usize) {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-        for line in next.chunks(64).take(2) {
-            // SAFETY: a prefetch is only a hint and never faults; SSE is part of x86_64.
-            unsafe { _mm_prefetch::<_MM_HINT_T0>(line.as_ptr().cast()) };
+        let end = (to + PREFETCH_DISTANCE).min(bytes.len());
+        let mut line = (from + PREFETCH_DISTANCE) & !63;
+        while line < end {
+            // SAFETY: a prefetch is only a hint and never faults; SSE is part of x86_64;
+            // `line` is inside `bytes`.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(bytes.as_ptr().add(line).cast()) };
+            line += 64;
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
-    let _ = next;
+    let _ = (bytes, from, to);
 }
 
 /// Reads until `buf` is full or the file ends; how many bytes were read.
@@ -347,14 +433,18 @@ mod tests {
         );
     }
 
-    #[test]
-    fn records_that_span_read_ahead_chunks_arrive_whole() {
+    /// A file of records of odd sizes, which never line up with a window's edge, past
+    /// several windows, with records of the largest size libpcap allows on the edges.
+    fn many_records() -> (Vec<u8>, Vec<usize>) {
         let mut bytes = big_endian_file()[..24].to_vec();
-        // Sizes that never line up with a chunk edge, past several chunks, up to the
-        // largest record libpcap allows.
-        let sizes: Vec<usize> = (0..700)
-            .map(|i| (i * 7919) % 4000 + 1)
-            .chain([MAX_RECORD])
+        let sizes: Vec<usize> = (0..3000)
+            .map(|i| {
+                if i % 700 == 699 {
+                    MAX_RECORD
+                } else {
+                    (i * 7919) % 4000 + 1
+                }
+            })
             .collect();
         for (i, &size) in sizes.iter().enumerate() {
             for v in [i as u32, 0, size as u32, size as u32] {
@@ -362,7 +452,13 @@ mod tests {
             }
             bytes.extend((0..size).map(|b| (b + i) as u8));
         }
-        assert!(bytes.len() > 3 * CHUNK);
+        assert!(bytes.len() > 4 * STRIDE);
+        (bytes, sizes)
+    }
+
+    #[test]
+    fn records_that_span_windows_arrive_whole() {
+        let (bytes, sizes) = many_records();
         let (_tmp, mut file) = file_with(&bytes);
         for (i, &size) in sizes.iter().enumerate() {
             let record = file.next_record().unwrap().expect("every record");
@@ -377,6 +473,27 @@ mod tests {
             );
         }
         assert!(file.next_record().unwrap().is_none());
+    }
+
+    /// `tcpdump -C -W` truncates its oldest file to reuse it: a file cut short under its
+    /// mapping ends the reading with a message, not a SIGBUS that kills the process.
+    #[test]
+    fn a_file_cut_short_while_mapped_is_damage_not_a_crash() {
+        let (bytes, _) = many_records();
+        let (tmp, mut file) = file_with(&bytes);
+        for _ in 0..10 {
+            file.next_record().unwrap().expect("a record");
+        }
+        // Cut inside the window being parsed, past the record it is at.
+        tmp.as_file().set_len(STRIDE as u64 / 2).unwrap();
+        let ended = loop {
+            match file.next_record() {
+                Ok(Some(_)) => continue,
+                other => break other,
+            }
+        };
+        let message = ended.err().expect("an error, not a clean end");
+        assert!(message.contains("cut short"), "{message}");
     }
 
     #[test]
