@@ -2,16 +2,18 @@
 //! facts the detectors judge: requests and their answers, idle gaps, the server's close,
 //! resets, TTLs and handshake timing. Knows TCP; does not know what a failure is.
 
+mod index;
 pub mod seq;
 pub mod sniff;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 
 use std::net::SocketAddr;
 
 use crate::decode::Segment;
 use crate::target::Target;
 use crate::time::{Nanos, Timestamp};
+use index::FlowIndex;
 use seq::Seq;
 use sniff::Payload;
 
@@ -223,6 +225,11 @@ pub struct Flow {
 const TLS13_FINISHED_MAX_RECORD: u16 = 96;
 
 impl Flow {
+    /// The key both directions of this flow are found by.
+    fn key(&self) -> FlowKey {
+        FlowKey::new(self.client, self.server)
+    }
+
     fn new(
         id: u64,
         client: SocketAddr,
@@ -623,14 +630,11 @@ pub const CLOSED_GRACE: Nanos = 120 * crate::time::NANOS_PER_SEC;
 
 /// All flows of a capture, keyed by 4-tuple.
 pub struct FlowTable {
-    /// foldhash, seeded at random per process: as fast as FxHash on this hot path, but the
-    /// keys come from the network, and an unseeded hash would let crafted 4-tuples pile
-    /// into one bucket and turn every lookup into a scan.
-    /// Boxed: the table's slots stay small (key and pointer), so growing or rehashing it
-    /// moves 48 bytes a flow, not the whole flow, and a flow's memory is freed the moment
-    /// it is handed on. Under a flood of new flows that is the difference between a
-    /// table that stays at its cap and one that doubles while it churns.
-    flows: HashMap<FlowKey, Box<Flow>, foldhash::fast::RandomState>,
+    /// Boxed: the index's slots stay small (hash and pointer), so growing it moves 16 bytes
+    /// a flow, not the whole flow, and a flow's memory is freed the moment it is handed
+    /// on. Under a flood of new flows that is the difference between a table that stays
+    /// at its cap and one that doubles while it churns.
+    flows: FlowIndex,
     /// Flows that closed, oldest first, to hand on once their grace period is over.
     closed: VecDeque<(Timestamp, FlowKey, u64)>,
     /// Every tracked flow once, in eviction order: the time it was last looked at, oldest
@@ -657,7 +661,7 @@ impl FlowTable {
     /// handed on (ended `Evicted`) to make room.
     pub fn with_capacity_limit(targets: Vec<Target>, max_flows: usize) -> FlowTable {
         FlowTable {
-            flows: HashMap::default(),
+            flows: FlowIndex::default(),
             closed: VecDeque::new(),
             age: VecDeque::new(),
             targets,
@@ -672,7 +676,7 @@ impl FlowTable {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.flows.is_empty()
+        self.flows.len() == 0
     }
 
     /// Flows handed on early because the table was full.
@@ -701,11 +705,12 @@ impl FlowTable {
         let src = SocketAddr::new(seg.src, seg.src_port);
         let dst = SocketAddr::new(seg.dst, seg.dst_port);
         let key = FlowKey::new(src, dst);
+        let hash = self.flows.hash(&key);
         let opening_syn = seg.flags.syn() && !seg.flags.ack();
 
         // One lookup for the common case, a packet of a known connection.
         let mut reused = false;
-        if let Some(flow) = self.flows.get_mut(&key) {
+        if let Some(flow) = self.flows.get_mut(&key, hash) {
             // A SYN starts a new connection on this 4-tuple unless it is the client's SYN
             // again (a retransmission), or the other end's first SYN before it has sent
             // any: a simultaneous open (RFC 9293 3.5), one connection.
@@ -720,13 +725,13 @@ impl FlowTable {
                     return None;
                 }
                 self.closed.push_back((at.ts, key, flow.id));
-                return self.flows.get(&key).map(|f| &**f);
+                return self.flows.get(&key, hash);
             }
             reused = true;
         }
         if reused {
             // A new SYN on this 4-tuple: the port was reused and a new connection begins.
-            if let Some(old) = self.flows.remove(&key) {
+            if let Some(old) = self.flows.remove(&key, hash) {
                 let end = if old.is_closed() {
                     End::Closed
                 } else {
@@ -748,10 +753,10 @@ impl FlowTable {
             self.closed.push_back((at.ts, key, flow.id));
         }
         self.age.push_back((at.ts, key, flow.id));
-        self.flows.insert(key, Box::new(flow));
+        self.flows.insert(hash, Box::new(flow));
         self.drop_stale_age_entries();
         if closed {
-            self.flows.get(&key).map(|f| &**f)
+            self.flows.get(&key, hash)
         } else {
             None
         }
@@ -787,7 +792,8 @@ impl FlowTable {
     fn evict_idlest(&mut self, done: &mut impl FnMut(Flow)) {
         let mut second_chances = self.age.len();
         while let Some((queued, key, id)) = self.age.pop_front() {
-            let Some(flow) = self.flows.get(&key).filter(|f| f.id == id) else {
+            let hash = self.flows.hash(&key);
+            let Some(flow) = self.flows.get(&key, hash).filter(|f| f.id == id) else {
                 continue; // released or replaced since it was queued
             };
             if flow.last.ts > queued && second_chances > 0 {
@@ -795,7 +801,7 @@ impl FlowTable {
                 self.age.push_back((flow.last.ts, key, id));
                 continue;
             }
-            if let Some(flow) = self.flows.remove(&key) {
+            if let Some(flow) = self.flows.remove(&key, hash) {
                 self.evicted += 1;
                 done(finish(*flow, End::Evicted));
             }
@@ -808,8 +814,9 @@ impl FlowTable {
     fn drop_stale_age_entries(&mut self) {
         if self.age.len() > 2 * self.flows.len() + 1024 {
             let flows = &self.flows;
-            self.age
-                .retain(|(_, key, id)| flows.get(key).is_some_and(|f| f.id == *id));
+            self.age.retain(|(_, key, id)| {
+                flows.get(key, flows.hash(key)).is_some_and(|f| f.id == *id)
+            });
         }
     }
 
@@ -822,11 +829,12 @@ impl FlowTable {
             self.closed.pop_front();
             // One probe, not a lookup and then a remove: this flow went cold long ago, and
             // each probe of it is a miss. (`entry` would also reserve room for an insert.)
-            match self.flows.remove(&key) {
+            let hash = self.flows.hash(&key);
+            match self.flows.remove(&key, hash) {
                 Some(flow) if flow.id == id => done(finish(*flow, End::Closed)),
                 // Rare: the 4-tuple was reused, and this is the newer connection.
                 Some(newer) => {
-                    self.flows.insert(key, newer);
+                    self.flows.insert(hash, newer);
                 }
                 None => {}
             }
@@ -835,7 +843,7 @@ impl FlowTable {
 
     /// The capture ended: every flow left is handed on, in order of first appearance.
     pub fn finish_all(&mut self, done: &mut impl FnMut(Flow)) {
-        let mut rest: Vec<Box<Flow>> = self.flows.drain().map(|(_, f)| f).collect();
+        let mut rest: Vec<Box<Flow>> = self.flows.drain().collect();
         rest.sort_by_key(|f| f.id);
         self.closed.clear();
         self.age.clear();
