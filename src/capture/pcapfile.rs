@@ -13,6 +13,10 @@ use std::sync::mpsc::{Receiver, sync_channel};
 use super::sigbus::Watch;
 use crate::time::Timestamp;
 
+/// The size of a huge page, and of the page cache's largest folios, on x86_64 and arm64.
+const HUGE_PAGE: usize = 2 << 20;
+/// The smallest page size; mappings end on a multiple of it.
+const PAGE: usize = 4096;
 /// Bytes of file between the starts of two windows.
 const STRIDE: usize = if cfg!(test) { 1 << 20 } else { 2 << 20 };
 /// libpcap's largest snapshot length; a longer record is damage, not a packet.
@@ -89,15 +93,23 @@ impl PcapFile {
         }))
     }
 
+    /// The four fields of the record header at `at`: seconds, fraction, captured length,
+    /// length on the wire.
     #[inline]
-    fn u32_at(&self, at: usize) -> u32 {
-        let b = &self.window.bytes()[at..at + 4];
-        let value = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
-        if self.swapped {
-            value.swap_bytes()
-        } else {
-            value
+    fn header_at(&self, at: usize) -> [u32; 4] {
+        let header: &[u8; RECORD_HEADER] = self.window.bytes()[at..at + RECORD_HEADER]
+            .try_into()
+            .expect("a 16-byte slice");
+        let mut fields = [0u32; 4];
+        for (field, bytes) in fields.iter_mut().zip(header.chunks_exact(4)) {
+            let value = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+            *field = if self.swapped {
+                value.swap_bytes()
+            } else {
+                value
+            };
         }
+        fields
     }
 
     /// The next record; `Ok(None)` at a clean end of file; `Err` with libpcap's words when
@@ -114,8 +126,8 @@ impl PcapFile {
             };
         }
         let at = self.start;
-        let (secs, fraction) = (self.u32_at(at), self.u32_at(at + 4));
-        let (caplen, wire_len) = (self.u32_at(at + 8) as usize, self.u32_at(at + 12));
+        let [secs, fraction, caplen, wire_len] = self.header_at(at);
+        let caplen = caplen as usize;
         if caplen > MAX_RECORD {
             return Err(format!(
                 "invalid packet capture length {caplen}, bigger than maximum of {MAX_RECORD}"
@@ -200,20 +212,58 @@ unsafe impl Send for Window {}
 impl Window {
     fn map(file: &File, offset: u64, len: usize) -> std::io::Result<Window> {
         use std::os::fd::AsRawFd;
-        // SAFETY: a fresh read-only shared mapping of a file we hold open; the kernel
-        // chooses where. MAP_POPULATE faults it in now, on the mapper's thread.
-        let base = unsafe {
+        // Placed on a 2 MB boundary, as its offset in the file is: the kernel can then map
+        // each 2 MB folio of the page cache with one page-table entry, and the parser
+        // takes one TLB miss per 2 MB instead of one per 4 KB page.
+        let reserved = len + HUGE_PAGE;
+        // SAFETY: reserves address space only (no access, no memory); what is not used
+        // of it is given back below.
+        let reservation = unsafe {
             libc::mmap(
                 std::ptr::null_mut(),
+                reserved,
+                libc::PROT_NONE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        if reservation == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error());
+        }
+        let start = reservation as usize;
+        let aligned = start.next_multiple_of(HUGE_PAGE);
+        // SAFETY: a read-only shared mapping of a file we hold open, over the reserved
+        // range (MAP_FIXED replaces only our own reservation). MAP_POPULATE faults it in
+        // now, on the mapper's thread.
+        let base = unsafe {
+            libc::mmap(
+                aligned as *mut libc::c_void,
                 len,
                 libc::PROT_READ,
-                libc::MAP_SHARED | libc::MAP_POPULATE,
+                libc::MAP_SHARED | libc::MAP_FIXED | libc::MAP_POPULATE,
                 file.as_raw_fd(),
                 offset as libc::off_t,
             )
         };
+        let mapped_end = aligned + len.next_multiple_of(PAGE);
+        // SAFETY: the parts of our reservation before and after the mapping.
+        unsafe {
+            if aligned > start {
+                libc::munmap(reservation, aligned - start);
+            }
+            if start + reserved > mapped_end {
+                libc::munmap(
+                    mapped_end as *mut libc::c_void,
+                    start + reserved - mapped_end,
+                );
+            }
+        }
         if base == libc::MAP_FAILED {
-            return Err(std::io::Error::last_os_error());
+            let error = std::io::Error::last_os_error();
+            // SAFETY: the reservation's middle, which the failed mmap left as it was.
+            unsafe { libc::munmap(aligned as *mut libc::c_void, len) };
+            return Err(error);
         }
         let mut window = Window {
             base: base.cast(),
