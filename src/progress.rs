@@ -48,6 +48,7 @@ impl Progress {
     }
 
     /// One more frame of `caplen` bytes.
+    #[inline]
     pub fn frame(&mut self, caplen: usize) {
         self.bytes += RECORD_OVERHEAD + caplen as u64;
         self.packets += 1;

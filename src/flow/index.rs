@@ -5,6 +5,7 @@
 //! bytes and one on its 48-byte bucket.
 
 use std::hash::BuildHasher;
+use std::net::SocketAddr;
 
 use super::{Flow, FlowKey};
 
@@ -45,8 +46,9 @@ impl FlowIndex {
         (at + 1) & (self.slots.len() - 1)
     }
 
-    /// Where the flow of `key` is, if it is here.
-    fn find(&self, key: &FlowKey, hash: u64) -> Option<usize> {
+    /// Where the flow of `hash` for which `is_it` holds is, if it is here.
+    #[inline]
+    fn find(&self, hash: u64, is_it: impl Fn(&Flow) -> bool) -> Option<usize> {
         if self.slots.is_empty() {
             return None;
         }
@@ -55,25 +57,36 @@ impl FlowIndex {
             let slot = &self.slots[at];
             match &slot.flow {
                 None => return None,
-                Some(flow) if slot.hash == hash && flow.key() == *key => return Some(at),
+                Some(flow) if slot.hash == hash && is_it(flow) => return Some(at),
                 Some(_) => at = self.next(at),
             }
         }
     }
 
     pub fn get(&self, key: &FlowKey, hash: u64) -> Option<&Flow> {
-        let at = self.find(key, hash)?;
+        let at = self.find(hash, |flow| flow.key() == *key)?;
         self.slots[at].flow.as_deref()
     }
 
-    pub fn get_mut(&mut self, key: &FlowKey, hash: u64) -> Option<&mut Flow> {
-        let at = self.find(key, hash)?;
+    /// The flow between `a` and `b` (either way round), whose key hashes to `hash`: the
+    /// packet path's lookup, which compares the endpoints as they are instead of building
+    /// the flow's key.
+    #[inline]
+    pub fn get_between_mut(
+        &mut self,
+        a: SocketAddr,
+        b: SocketAddr,
+        hash: u64,
+    ) -> Option<&mut Flow> {
+        let at = self.find(hash, |flow| {
+            (flow.client == a && flow.server == b) || (flow.client == b && flow.server == a)
+        })?;
         self.slots[at].flow.as_deref_mut()
     }
 
     /// Adds a flow whose key is not here yet.
     pub fn insert(&mut self, hash: u64, flow: Box<Flow>) {
-        debug_assert!(self.find(&flow.key(), hash).is_none());
+        debug_assert!(self.get(&flow.key(), hash).is_none());
         if (self.len + 1) * 2 > self.slots.len() {
             self.grow();
         }
@@ -89,7 +102,7 @@ impl FlowIndex {
     }
 
     pub fn remove(&mut self, key: &FlowKey, hash: u64) -> Option<Box<Flow>> {
-        let at = self.find(key, hash)?;
+        let at = self.find(hash, |flow| flow.key() == *key)?;
         let flow = self.slots[at].flow.take();
         self.len -= 1;
         // Close the gap (backward shift): each later slot of the run moves into the hole
@@ -183,8 +196,11 @@ mod tests {
                 for m in 0..40 {
                     let (a, b) = endpoints(m);
                     let key = FlowKey::new(a, b);
-                    let found = index.get(&key, index.hash(&key)).map(|f| f.id);
+                    let hash = index.hash(&key);
+                    let found = index.get(&key, hash).map(|f| f.id);
                     prop_assert_eq!(found, model.get(&m).copied());
+                    let between = index.get_between_mut(b, a, hash).map(|f| f.id);
+                    prop_assert_eq!(between, model.get(&m).copied());
                 }
             }
             let mut drained: Vec<u64> = index.drain().map(|f| f.id).collect();

@@ -685,6 +685,7 @@ impl FlowTable {
     }
 
     /// Whether `--target` selects this segment (always, without targets).
+    #[inline]
     pub fn is_targeted(&self, seg: &Segment) -> bool {
         self.targets.is_empty()
             || self.targets.iter().any(|t| {
@@ -710,7 +711,7 @@ impl FlowTable {
 
         // One lookup for the common case, a packet of a known connection.
         let mut reused = false;
-        if let Some(flow) = self.flows.get_mut(&key, hash) {
+        if let Some(flow) = self.flows.get_between_mut(src, dst, hash) {
             // A SYN starts a new connection on this 4-tuple unless it is the client's SYN
             // again (a retransmission), or the other end's first SYN before it has sent
             // any: a simultaneous open (RFC 9293 3.5), one connection.
