@@ -233,7 +233,7 @@ struct Judged {
 
 impl Judged {
     /// Judges a finished flow, counts its verdict, and keeps its report if it will be shown.
-    fn record(&mut self, settings: &Settings, flow: Flow) {
+    fn record(&mut self, settings: &Settings, flow: Box<Flow>) {
         self.announced.remove(&flow.id);
         let finding = detect::judge(&flow, &settings.thresholds);
         self.advisor.observe(&flow, &finding);

@@ -160,7 +160,7 @@ mod tests {
             table.observe(&segment, at, &mut |f| done.push(f));
         }
         table.finish_all(&mut |f| done.push(f));
-        done.pop().unwrap()
+        *done.pop().unwrap()
     }
 
     /// A request and its answer, then `idle` seconds of nothing: the frames 1-7 every

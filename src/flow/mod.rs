@@ -700,7 +700,7 @@ impl FlowTable {
         &mut self,
         seg: &Segment,
         at: Stamp,
-        done: &mut impl FnMut(Flow),
+        done: &mut impl FnMut(Box<Flow>),
     ) -> Option<&Flow> {
         self.release_closed(at.ts, done);
         let src = SocketAddr::new(seg.src, seg.src_port);
@@ -738,7 +738,7 @@ impl FlowTable {
                 } else {
                     End::CaptureEnd
                 };
-                done(finish(*old, end));
+                done(finish(old, end));
             }
         }
 
@@ -790,7 +790,7 @@ impl FlowTable {
     }
 
     /// Makes room: hands on the flow that has been idle longest.
-    fn evict_idlest(&mut self, done: &mut impl FnMut(Flow)) {
+    fn evict_idlest(&mut self, done: &mut impl FnMut(Box<Flow>)) {
         let mut second_chances = self.age.len();
         while let Some((queued, key, id)) = self.age.pop_front() {
             let hash = self.flows.hash(&key);
@@ -804,7 +804,7 @@ impl FlowTable {
             }
             if let Some(flow) = self.flows.remove(&key, hash) {
                 self.evicted += 1;
-                done(finish(*flow, End::Evicted));
+                done(finish(flow, End::Evicted));
             }
             return;
         }
@@ -822,7 +822,7 @@ impl FlowTable {
     }
 
     /// Hands on closed flows whose grace period is over by packet time `now`.
-    pub fn release_closed(&mut self, now: Timestamp, done: &mut impl FnMut(Flow)) {
+    pub fn release_closed(&mut self, now: Timestamp, done: &mut impl FnMut(Box<Flow>)) {
         while let Some(&(closed_at, key, id)) = self.closed.front() {
             if now.since(closed_at) < CLOSED_GRACE {
                 break;
@@ -832,7 +832,7 @@ impl FlowTable {
             // each probe of it is a miss. (`entry` would also reserve room for an insert.)
             let hash = self.flows.hash(&key);
             match self.flows.remove(&key, hash) {
-                Some(flow) if flow.id == id => done(finish(*flow, End::Closed)),
+                Some(flow) if flow.id == id => done(finish(flow, End::Closed)),
                 // Rare: the 4-tuple was reused, and this is the newer connection.
                 Some(newer) => {
                     self.flows.insert(hash, newer);
@@ -843,7 +843,7 @@ impl FlowTable {
     }
 
     /// The capture ended: every flow left is handed on, in order of first appearance.
-    pub fn finish_all(&mut self, done: &mut impl FnMut(Flow)) {
+    pub fn finish_all(&mut self, done: &mut impl FnMut(Box<Flow>)) {
         let mut rest: Vec<Box<Flow>> = self.flows.drain().collect();
         rest.sort_by_key(|f| f.id);
         self.closed.clear();
@@ -854,12 +854,14 @@ impl FlowTable {
             } else {
                 End::CaptureEnd
             };
-            done(finish(*flow, end));
+            done(finish(flow, end));
         }
     }
 }
 
-fn finish(mut flow: Flow, end: End) -> Flow {
+/// Boxed, as the table holds it: a flow is 760 bytes, and moving it out of its box to hand
+/// it on was two copies of it per flow.
+fn finish(mut flow: Box<Flow>, end: End) -> Box<Flow> {
     flow.end = end;
     flow
 }
@@ -922,12 +924,12 @@ mod tests {
                 ts: Timestamp((secs * 1e9) as i64),
             };
             let flows = &mut self.flows;
-            self.table.observe(&s, at, &mut |f| flows.push(f));
+            self.table.observe(&s, at, &mut |f| flows.push(*f));
             self
         }
         fn finish(mut self) -> Vec<Flow> {
             let flows = &mut self.flows;
-            self.table.finish_all(&mut |f| flows.push(f));
+            self.table.finish_all(&mut |f| flows.push(*f));
             self.flows
         }
     }
