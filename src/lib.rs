@@ -27,7 +27,7 @@ use advice::{Advisor, ServerAdvice};
 
 use capture::{Batch, Files, KernelStats, Packet, Take};
 use cli::{Config, Input};
-use decode::{LinkType, Skip};
+use decode::{LinkType, Segment, Skip};
 use detect::{Finding, Thresholds, Verdict};
 use flow::{Flow, FlowKey, FlowTable, Stamp};
 use target::Target;
@@ -208,12 +208,20 @@ impl Default for Settings {
 }
 
 /// The stages from decode on, fed one packet at a time: the same for a file and a live
-/// device, so both reach the same verdicts from the same packets.
+/// device, so both reach the same verdicts from the same packets. In parts, so that a big
+/// file can run the flow table on a second thread (`analyze_files`).
 pub struct Pipeline<'s> {
     settings: &'s Settings,
-    link: LinkType,
+    decoder: Decoder<'s>,
     table: FlowTable,
     judged: Judged,
+}
+
+/// Counts every packet and decodes it into the segment the tracker needs, or counts why
+/// not.
+struct Decoder<'s> {
+    link: LinkType,
+    targets: &'s [Target],
     packets: PacketCounts,
     first_packet: Option<Timestamp>,
     last_packet: Option<Timestamp>,
@@ -255,19 +263,115 @@ impl Judged {
 impl<'s> Pipeline<'s> {
     pub fn new(settings: &'s Settings, link: LinkType) -> Pipeline<'s> {
         Pipeline {
+            decoder: Decoder {
+                link,
+                targets: &settings.targets,
+                packets: PacketCounts::default(),
+                first_packet: None,
+                last_packet: None,
+            },
             settings,
-            link,
             table: FlowTable::with_capacity_limit(settings.targets.clone(), settings.max_flows),
             judged: Judged::default(),
-            packets: PacketCounts::default(),
-            first_packet: None,
-            last_packet: None,
         }
     }
 
     /// Feeds one packet. When `announce` is set and this packet closed a flow whose verdict
     /// is flagged, that flow's report is returned: the moment its story is certain.
     pub fn packet(&mut self, packet: &Packet, announce: bool) -> Option<FlowReport> {
+        let segment = self.decoder.decode(packet)?;
+        let Pipeline {
+            settings,
+            table,
+            judged,
+            ..
+        } = self;
+        let at = Stamp {
+            frame: packet.frame,
+            ts: packet.ts,
+        };
+        let closed = table.observe(&segment, at, &mut |flow| judged.record(settings, flow))?;
+        if !announce {
+            return None;
+        }
+        let finding = detect::judge(closed, &settings.thresholds);
+        (finding.verdict.flagged() && judged.announced.insert(closed.id))
+            .then(|| FlowReport::new(closed, finding))
+    }
+
+    /// A clock tick from a live capture: closed flows whose grace period is over by `now`
+    /// are judged without waiting for the next packet.
+    pub fn tick(&mut self, now: Timestamp) {
+        let Pipeline {
+            settings,
+            table,
+            judged,
+            ..
+        } = self;
+        table.release_closed(now, &mut |flow| judged.record(settings, flow));
+    }
+
+    pub fn flows_tracked(&self) -> usize {
+        self.table.len()
+    }
+
+    pub fn packets_read(&self) -> u64 {
+        self.decoder.packets.read
+    }
+
+    /// Flagged so far: judged flows plus those announced and not yet handed on.
+    pub fn flagged_so_far(&self) -> usize {
+        self.judged.flagged() + self.judged.announced.len()
+    }
+
+    /// The capture ended: every flow still open is judged.
+    pub fn finish(self, source: String, mut warnings: Vec<String>) -> Analysis {
+        let Pipeline {
+            settings,
+            decoder,
+            mut table,
+            mut judged,
+        } = self;
+        table.finish_all(&mut |flow| judged.record(settings, flow));
+        judged.flows.sort_by_key(|f| f.id);
+        if let Some(&cut) = decoder.packets.skipped.get(&Skip::Truncated) {
+            warnings.push(format!(
+                "{cut} packets were cut inside their headers by the snapshot length; capture with a larger -s (e.g. -s 128)"
+            ));
+        }
+        if decoder.packets.backwards > 0 {
+            warnings.push(format!(
+                "{} packets were stamped earlier than a packet before them (interfaces or files merged unsorted?); each flow was analysed in its own order",
+                decoder.packets.backwards
+            ));
+        }
+        let evicted = table.evicted();
+        if evicted > 0 {
+            warnings.push(format!(
+                "{evicted} flows were evicted from the full flow table (--max-flows {}) while still open",
+                settings.max_flows
+            ));
+        }
+        Analysis {
+            source,
+            link_type: decoder.link.name(),
+            first_packet: decoder.first_packet,
+            last_packet: decoder.last_packet,
+            servers: judged.advisor.finish(),
+            flows: judged.flows,
+            verdicts: judged.verdicts,
+            packets: decoder.packets,
+            evicted,
+            kernel: None,
+            warnings,
+        }
+    }
+}
+
+impl Decoder<'_> {
+    /// Counts a packet read, and decodes it: its segment if it is one to track, or `None`
+    /// with the reason counted.
+    fn decode<'p>(&mut self, packet: &Packet<'p>) -> Option<Segment<'p>> {
         self.packets.read += 1;
         match self.last_packet {
             Some(latest) if packet.ts < latest => {
@@ -282,7 +386,7 @@ impl<'s> Pipeline<'s> {
             }
         }
         let segment = match decode::decode(self.link, packet.data) {
-            Ok(segment) if self.table.is_targeted(&segment) => segment,
+            Ok(segment) if flow::is_targeted(self.targets, &segment) => segment,
             Ok(_) => {
                 *self.packets.skipped.entry(Skip::NotTarget).or_default() += 1;
                 return None;
@@ -293,80 +397,7 @@ impl<'s> Pipeline<'s> {
             }
         };
         self.packets.used += 1;
-        let at = Stamp {
-            frame: packet.frame,
-            ts: packet.ts,
-        };
-        let (settings, judged) = (self.settings, &mut self.judged);
-        let closed = self
-            .table
-            .observe(&segment, at, &mut |flow| judged.record(settings, flow))?;
-        if !announce {
-            return None;
-        }
-        let finding = detect::judge(closed, &settings.thresholds);
-        (finding.verdict.flagged() && judged.announced.insert(closed.id))
-            .then(|| FlowReport::new(closed, finding))
-    }
-
-    /// A clock tick from a live capture: closed flows whose grace period is over by `now`
-    /// are judged without waiting for the next packet.
-    pub fn tick(&mut self, now: Timestamp) {
-        let (settings, judged) = (self.settings, &mut self.judged);
-        self.table
-            .release_closed(now, &mut |flow| judged.record(settings, flow));
-    }
-
-    pub fn flows_tracked(&self) -> usize {
-        self.table.len()
-    }
-
-    pub fn packets_read(&self) -> u64 {
-        self.packets.read
-    }
-
-    /// Flagged so far: judged flows plus those announced and not yet handed on.
-    pub fn flagged_so_far(&self) -> usize {
-        self.judged.flagged() + self.judged.announced.len()
-    }
-
-    /// The capture ended: every flow still open is judged.
-    pub fn finish(mut self, source: String, mut warnings: Vec<String>) -> Analysis {
-        let (settings, judged) = (self.settings, &mut self.judged);
-        self.table
-            .finish_all(&mut |flow| judged.record(settings, flow));
-        self.judged.flows.sort_by_key(|f| f.id);
-        if let Some(&cut) = self.packets.skipped.get(&Skip::Truncated) {
-            warnings.push(format!(
-                "{cut} packets were cut inside their headers by the snapshot length; capture with a larger -s (e.g. -s 128)"
-            ));
-        }
-        if self.packets.backwards > 0 {
-            warnings.push(format!(
-                "{} packets were stamped earlier than a packet before them (interfaces or files merged unsorted?); each flow was analysed in its own order",
-                self.packets.backwards
-            ));
-        }
-        let evicted = self.table.evicted();
-        if evicted > 0 {
-            warnings.push(format!(
-                "{evicted} flows were evicted from the full flow table (--max-flows {}) while still open",
-                self.settings.max_flows
-            ));
-        }
-        Analysis {
-            source,
-            link_type: self.link.name(),
-            first_packet: self.first_packet,
-            last_packet: self.last_packet,
-            servers: self.judged.advisor.finish(),
-            flows: self.judged.flows,
-            verdicts: self.judged.verdicts,
-            packets: self.packets,
-            evicted,
-            kernel: None,
-            warnings,
-        }
+        Some(segment)
     }
 }
 
@@ -382,7 +413,30 @@ pub fn analyze_files(paths: &[String], settings: &Settings) -> Result<Analysis> 
     let mut pipeline = Pipeline::new(settings, source.link());
     let mut progress = progress::Progress::for_files(paths);
     let mut warnings = Vec::new();
-    let count = settings.count;
+    let ended = match source.mapped() {
+        Some(file) => read_on_two_threads(file, &mut pipeline, &mut progress, settings.count)?,
+        None => read_on_this_thread(&mut source, &mut pipeline, &mut progress, settings.count),
+    };
+    if let Err(damage) = ended {
+        warnings.push(format!(
+            "{}: capture ends early after frame {} ({}); analysed the frames before it",
+            source.name(),
+            damage.after_frame,
+            damage.message
+        ));
+    }
+    progress.finish();
+    warnings.extend(source.take_warnings());
+    Ok(pipeline.finish(source.name().to_string(), warnings))
+}
+
+/// `analyze_files`'s loop over packets libpcap reads, or several files merged.
+fn read_on_this_thread(
+    source: &mut Files,
+    pipeline: &mut Pipeline,
+    progress: &mut progress::Progress,
+    count: Option<u64>,
+) -> Result<(), capture::Damage> {
     loop {
         let batch = source.read_batch(usize::MAX, |packet| {
             progress.frame(packet.data.len());
@@ -391,24 +445,165 @@ pub fn analyze_files(paths: &[String], settings: &Settings) -> Result<Analysis> 
                 Some(c) if pipeline.packets_read() >= c => Take::Stop,
                 _ => Take::Next,
             }
-        });
-        match batch {
-            Ok(Batch::Full) => continue,
-            Ok(Batch::End | Batch::Idle | Batch::Stopped) => break,
-            Err(damage) => {
-                warnings.push(format!(
-                    "{}: capture ends early after frame {} ({}); analysed the frames before it",
-                    source.name(),
-                    damage.after_frame,
-                    damage.message
-                ));
-                break;
-            }
+        })?;
+        if batch != Batch::Full {
+            return Ok(());
         }
     }
-    progress.finish();
-    warnings.extend(source.take_warnings());
-    Ok(pipeline.finish(source.name().to_string(), warnings))
+}
+
+/// A decoded segment on its way to the flow table's thread, with its flow's hash.
+struct Handed {
+    segment: Segment<'static>,
+    hash: u64,
+    at: Stamp,
+}
+
+/// Segments on their way from the reading thread to the flow table's thread, with the
+/// mapped windows of the file their payloads lie in; on the way back, empty, with the flows
+/// the table handed on meanwhile, to be judged on the reading thread.
+#[derive(Default)]
+struct Handoff {
+    segments: Vec<Handed>,
+    /// Keeps the bytes `segments` borrow mapped until the table's thread has dropped them.
+    windows: Vec<capture::Mapped>,
+    /// Boxed as the table held them: moving a flow out of its box is a 760-byte copy.
+    #[allow(clippy::vec_box)]
+    finished: Vec<Box<Flow>>,
+}
+
+/// Segments a handoff carries: enough that passing one costs little a packet.
+const HANDOFF_SEGMENTS: usize = 1024;
+const HANDOFFS_IN_FLIGHT: usize = 4;
+/// How far ahead in a handoff the table's thread asks for the next segments: the reading
+/// thread wrote them on another core.
+const HANDED_AHEAD: usize = 4;
+
+/// `analyze_files`'s loop over a file read in place, on two threads. This one reads,
+/// counts and decodes the packets, and judges the flows handed on; a second keeps the flow
+/// table. Each sees the same segments and flows in the same order as on one thread, so
+/// the verdicts are the same; the work is shared about evenly.
+fn read_on_two_threads(
+    file: &mut capture::Source,
+    pipeline: &mut Pipeline,
+    progress: &mut progress::Progress,
+    count: Option<u64>,
+) -> Result<Result<(), capture::Damage>> {
+    let Pipeline {
+        settings,
+        decoder,
+        table,
+        judged,
+    } = pipeline;
+    let hasher = table.hasher();
+    std::thread::scope(|scope| {
+        let (full, full_rx) = std::sync::mpsc::sync_channel::<Handoff>(HANDOFFS_IN_FLIGHT);
+        let (empty_tx, empty) = std::sync::mpsc::channel::<Handoff>();
+        let worker = std::thread::Builder::new()
+            .name("flow table".into())
+            .spawn_scoped(scope, move || {
+                for mut handoff in full_rx {
+                    observe_handed(table, &mut handoff);
+                    if empty_tx.send(handoff).is_err() {
+                        return;
+                    }
+                }
+            })
+            .map_err(|e| anyhow::anyhow!("cannot start the flow table's thread ({e})"))?;
+        // Judges the flows a returned handoff carries; the handoff is then ready for reuse.
+        let mut judge = |mut returned: Handoff| {
+            for flow in returned.finished.drain(..) {
+                judged.record(settings, flow);
+            }
+            returned
+        };
+        let mut handoff = Handoff::default();
+        let mut spare: Option<Handoff> = None;
+        let ended = file.read_mapped(usize::MAX, |packet, mapped| {
+            progress.frame(packet.data.len());
+            if let Some(segment) = decoder.decode(packet) {
+                if !handoff.windows.last().is_some_and(|w| w.same(mapped)) {
+                    handoff.windows.push(mapped.clone());
+                }
+                // SAFETY: the segment borrows nothing but `packet.data`, which lies in
+                // `mapped`. The handoff holds a clone of `mapped` for as long as it holds
+                // the segment, so those bytes stay mapped until the table's thread has
+                // dropped both. Only the lifetime changes; the type is the same.
+                let segment: Segment<'static> = unsafe { std::mem::transmute(segment) };
+                handoff.segments.push(Handed {
+                    hash: hasher.hash(&segment),
+                    segment,
+                    at: Stamp {
+                        frame: packet.frame,
+                        ts: packet.ts,
+                    },
+                });
+                if handoff.segments.len() == HANDOFF_SEGMENTS {
+                    while let Ok(returned) = empty.try_recv() {
+                        spare = Some(judge(returned));
+                    }
+                    let next = spare.take().unwrap_or_else(|| Handoff {
+                        segments: Vec::with_capacity(HANDOFF_SEGMENTS),
+                        ..Handoff::default()
+                    });
+                    if full.send(std::mem::replace(&mut handoff, next)).is_err() {
+                        return Take::Stop; // the table's thread panicked; its join says so
+                    }
+                }
+            }
+            match count {
+                Some(c) if decoder.packets.read >= c => Take::Stop,
+                _ => Take::Next,
+            }
+        });
+        let _ = full.send(handoff);
+        drop(full);
+        if let Err(panic) = worker.join() {
+            std::panic::resume_unwind(panic);
+        }
+        for returned in empty.try_iter() {
+            judge(returned);
+        }
+        Ok(ended.map(|_| ()))
+    })
+}
+
+/// Adds a handoff's segments to their flows, in order, and keeps the flows handed on for
+/// the reading thread to judge; the handoff is left without segments.
+fn observe_handed(table: &mut FlowTable, handoff: &mut Handoff) {
+    let Handoff {
+        segments,
+        windows,
+        finished,
+    } = handoff;
+    for (i, handed) in segments.iter().enumerate() {
+        if let Some(ahead) = segments.get(i + HANDED_AHEAD) {
+            prefetch_handed(ahead);
+        }
+        table.observe_hashed(&handed.segment, handed.hash, handed.at, &mut |flow| {
+            finished.push(flow)
+        });
+    }
+    segments.clear();
+    windows.clear();
+}
+
+/// Asks for a handed-on segment written on the other core, and the start of its payload.
+#[inline]
+fn prefetch_handed(handed: &Handed) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        let at: *const u8 = std::ptr::from_ref(handed).cast();
+        // SAFETY: prefetches are only hints and never fault; SSE is part of x86_64.
+        unsafe {
+            _mm_prefetch::<_MM_HINT_T0>(at.cast());
+            _mm_prefetch::<_MM_HINT_T0>(at.wrapping_add(64).cast());
+            _mm_prefetch::<_MM_HINT_T0>(handed.segment.payload.as_ptr().cast());
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = handed;
 }
 
 /// Where `write_flagged` writes: a path, or a file opened earlier (before dropping root).

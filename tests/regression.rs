@@ -45,7 +45,7 @@ fn read_ahead_thread_ends_with_its_file() {
             .map(|tasks| {
                 tasks
                     .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
-                    .filter(|name| name.trim() == "pcap read-ahead")
+                    .filter(|name| matches!(name.trim(), "pcap read-ahead" | "flow table"))
                     .count()
             })
             .unwrap_or(0)

@@ -8,6 +8,7 @@ mod pcapfile;
 mod sigbus;
 
 pub use merge::MergedFiles;
+pub use pcapfile::Mapped;
 use pcapfile::PcapFile;
 
 use std::os::fd::{AsRawFd, RawFd};
@@ -268,7 +269,7 @@ impl Source {
         mut take: impl FnMut(&Packet) -> Take,
     ) -> Result<Batch, Damage> {
         if self.file.is_some() {
-            return self.read_file_batch(max, take);
+            return self.read_mapped(max, |packet, _| take(packet));
         }
         let mut read = 0;
         while read < max {
@@ -316,11 +317,19 @@ impl Source {
         Ok(Batch::Full)
     }
 
-    /// `read_batch` over a classic pcap file read by `PcapFile`.
-    fn read_file_batch(
+    /// Whether this is a classic pcap file read in place (by `PcapFile`), which
+    /// `read_mapped` reads.
+    pub fn is_mapped(&self) -> bool {
+        self.file.is_some()
+    }
+
+    /// `read_batch` over a classic pcap file read in place: each packet comes with the
+    /// mapped window its bytes lie in, whose clone keeps them mapped after this returns.
+    /// Nothing to read (`Batch::End`) unless `is_mapped`.
+    pub fn read_mapped(
         &mut self,
         max: usize,
-        mut take: impl FnMut(&Packet) -> Take,
+        mut take: impl FnMut(&Packet, &Mapped) -> Take,
     ) -> Result<Batch, Damage> {
         let Some(file) = self.file.as_mut() else {
             return Ok(Batch::End);
@@ -350,7 +359,7 @@ impl Source {
                 wire_len: record.wire_len,
                 data: record.data,
             };
-            match take(&packet) {
+            match take(&packet, record.mapped) {
                 Take::Next => {}
                 Take::Copy => {
                     if let Some(savefile) = self.savefile.as_mut() {
@@ -544,6 +553,14 @@ impl Files {
         match self {
             Files::One(s) => s.flush_written(),
             Files::Many(m) => m.flush_written(),
+        }
+    }
+
+    /// The one file, when it is read in place (see `Source::read_mapped`).
+    pub fn mapped(&mut self) -> Option<&mut Source> {
+        match self {
+            Files::One(s) if s.is_mapped() => Some(s),
+            _ => None,
         }
     }
 

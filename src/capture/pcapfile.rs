@@ -8,6 +8,7 @@
 use std::fs::File;
 use std::io::Read;
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::mpsc::{Receiver, sync_channel};
 
 use super::sigbus::Watch;
@@ -31,7 +32,7 @@ const FILE_HEADER: usize = 24;
 pub struct PcapFile {
     windows: Windows,
     /// The window being parsed: bytes `start..` of it are not yet consumed.
-    window: Window,
+    window: Mapped,
     start: usize,
     /// The mapper has said the file ends after `window`.
     at_eof: bool,
@@ -48,6 +49,19 @@ pub struct Record<'a> {
     pub ts: Timestamp,
     pub wire_len: u32,
     pub data: &'a [u8],
+    /// The window `data` lies in: a clone of it keeps `data` mapped.
+    pub mapped: &'a Mapped,
+}
+
+/// A window of the mapped file, shared: whoever holds a clone keeps the bytes of the
+/// records read from it mapped, after the reader has moved on.
+#[derive(Clone)]
+pub struct Mapped(Arc<Window>);
+
+impl Mapped {
+    pub fn same(&self, other: &Mapped) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
 }
 
 impl PcapFile {
@@ -84,7 +98,7 @@ impl PcapFile {
         };
         Ok(Some(PcapFile {
             windows,
-            window,
+            window: Mapped(Arc::new(window)),
             start: FILE_HEADER,
             at_eof: false,
             swapped,
@@ -97,7 +111,7 @@ impl PcapFile {
     /// length on the wire.
     #[inline]
     fn header_at(&self, at: usize) -> [u32; 4] {
-        let header: &[u8; RECORD_HEADER] = self.window.bytes()[at..at + RECORD_HEADER]
+        let header: &[u8; RECORD_HEADER] = self.window.0.bytes()[at..at + RECORD_HEADER]
             .try_into()
             .expect("a 16-byte slice");
         let mut fields = [0u32; 4];
@@ -116,7 +130,7 @@ impl PcapFile {
     /// the file is cut off or a record is impossible.
     pub fn next_record(&mut self) -> Result<Option<Record<'_>>, String> {
         if !self.fill(RECORD_HEADER)? {
-            let left = self.window.len - self.start;
+            let left = self.window.0.len - self.start;
             return if left == 0 {
                 Ok(None)
             } else {
@@ -134,7 +148,7 @@ impl PcapFile {
             ));
         }
         if !self.fill(RECORD_HEADER + caplen)? {
-            let got = self.window.len - self.start - RECORD_HEADER;
+            let got = self.window.0.len - self.start - RECORD_HEADER;
             return Err(format!(
                 "truncated dump file; tried to read {caplen} captured bytes, only got {got}"
             ));
@@ -145,14 +159,14 @@ impl PcapFile {
         // handed on was all in the file when it was read.
         let end = data_at + caplen;
         // SAFETY: `end - 1` is inside the window: `fill` made the whole record available.
-        unsafe { std::ptr::read_volatile(self.window.base.add(end - 1)) };
-        if self.window.cut_short() {
+        unsafe { std::ptr::read_volatile(self.window.0.base.add(end - 1)) };
+        if self.window.0.cut_short() {
             return Err(
                 "the file was cut short while it was being read (truncated by another program?)"
                     .into(),
             );
         }
-        let bytes = self.window.bytes();
+        let bytes = self.window.0.bytes();
         prefetch_ahead(bytes, at, data_at + caplen);
         self.start = data_at + caplen;
         let nanos = if self.nanos {
@@ -164,6 +178,7 @@ impl PcapFile {
             ts: Timestamp::from_parts(i64::from(secs), nanos),
             wire_len,
             data: &bytes[data_at..data_at + caplen],
+            mapped: &self.window,
         }))
     }
 
@@ -171,7 +186,7 @@ impl PcapFile {
     /// `n` is at most one record, which the next window holds whole.
     #[inline]
     fn fill(&mut self, n: usize) -> Result<bool, String> {
-        if self.window.len - self.start >= n {
+        if self.window.0.len - self.start >= n {
             return Ok(true);
         }
         self.refill(n)
@@ -180,7 +195,7 @@ impl PcapFile {
     #[cold]
     fn refill(&mut self, n: usize) -> Result<bool, String> {
         debug_assert!(n <= OVERLAP);
-        while self.window.len - self.start < n {
+        while self.window.0.len - self.start < n {
             if self.at_eof {
                 return Ok(false);
             }
@@ -188,10 +203,10 @@ impl PcapFile {
                 self.at_eof = true;
                 continue;
             };
-            let at = self.window.offset + self.start as u64;
+            let at = self.window.0.offset + self.start as u64;
             debug_assert!(next.offset <= at);
             self.start = (at - next.offset) as usize;
-            self.window = next;
+            self.window = Mapped(Arc::new(next));
         }
         Ok(true)
     }
@@ -206,8 +221,10 @@ struct Window {
     watch: Option<Watch>,
 }
 
-// SAFETY: the mapping is owned by the window alone, read-only, and unmapped once, on drop.
+// SAFETY: the mapping is owned by the window alone, read-only, and unmapped once, on drop;
+// reading it from several threads at once is reading shared immutable bytes.
 unsafe impl Send for Window {}
+unsafe impl Sync for Window {}
 
 impl Window {
     fn map(file: &File, offset: u64, len: usize) -> std::io::Result<Window> {

@@ -38,6 +38,11 @@ impl FlowIndex {
         self.hasher.hash_one(key)
     }
 
+    /// The hasher, for working hashes out on another thread.
+    pub fn hasher(&self) -> foldhash::fast::RandomState {
+        self.hasher.clone()
+    }
+
     fn home(&self, hash: u64) -> usize {
         hash as usize & self.slots.len().wrapping_sub(1)
     }

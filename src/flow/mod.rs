@@ -606,6 +606,20 @@ impl From<SocketAddr> for Endpoint {
     }
 }
 
+/// Works out the hash a segment's flow is found by in one table, on any thread.
+#[derive(Clone)]
+pub struct SegmentHasher(foldhash::fast::RandomState);
+
+impl SegmentHasher {
+    pub fn hash(&self, seg: &Segment) -> u64 {
+        use std::hash::BuildHasher;
+        self.0.hash_one(FlowKey::new(
+            SocketAddr::new(seg.src, seg.src_port),
+            SocketAddr::new(seg.dst, seg.dst_port),
+        ))
+    }
+}
+
 /// The 4-tuple with the endpoints in a fixed order, so both directions find one flow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct FlowKey {
@@ -627,6 +641,16 @@ impl FlowKey {
 /// How long a closed flow stays in the table for late retransmissions and ACKs before it
 /// is handed on. Packet time, like everything else.
 pub const CLOSED_GRACE: Nanos = 120 * crate::time::NANOS_PER_SEC;
+
+/// Whether `--target` selects this segment (always, without targets).
+#[inline]
+pub fn is_targeted(targets: &[Target], seg: &Segment) -> bool {
+    targets.is_empty()
+        || targets.iter().any(|t| {
+            t.matches(SocketAddr::new(seg.src, seg.src_port))
+                || t.matches(SocketAddr::new(seg.dst, seg.dst_port))
+        })
+}
 
 /// All flows of a capture, keyed by 4-tuple.
 pub struct FlowTable {
@@ -687,11 +711,12 @@ impl FlowTable {
     /// Whether `--target` selects this segment (always, without targets).
     #[inline]
     pub fn is_targeted(&self, seg: &Segment) -> bool {
-        self.targets.is_empty()
-            || self.targets.iter().any(|t| {
-                t.matches(SocketAddr::new(seg.src, seg.src_port))
-                    || t.matches(SocketAddr::new(seg.dst, seg.dst_port))
-            })
+        is_targeted(&self.targets, seg)
+    }
+
+    /// What works out a segment's hash for `observe_hashed`, on any thread.
+    pub fn hasher(&self) -> SegmentHasher {
+        SegmentHasher(self.flows.hasher())
     }
 
     /// Adds one segment; flows that are done are passed to `done`. Returns the flow when
@@ -702,11 +727,26 @@ impl FlowTable {
         at: Stamp,
         done: &mut impl FnMut(Box<Flow>),
     ) -> Option<&Flow> {
+        let key = FlowKey::new(
+            SocketAddr::new(seg.src, seg.src_port),
+            SocketAddr::new(seg.dst, seg.dst_port),
+        );
+        let hash = self.flows.hash(&key);
+        self.observe_hashed(seg, hash, at, done)
+    }
+
+    /// `observe`, with the segment's hash worked out already (by `hasher`).
+    pub fn observe_hashed(
+        &mut self,
+        seg: &Segment,
+        hash: u64,
+        at: Stamp,
+        done: &mut impl FnMut(Box<Flow>),
+    ) -> Option<&Flow> {
         self.release_closed(at.ts, done);
         let src = SocketAddr::new(seg.src, seg.src_port);
         let dst = SocketAddr::new(seg.dst, seg.dst_port);
         let key = FlowKey::new(src, dst);
-        let hash = self.flows.hash(&key);
         let opening_syn = seg.flags.syn() && !seg.flags.ack();
 
         // One lookup for the common case, a packet of a known connection.
