@@ -11,6 +11,7 @@ pub mod detect;
 pub mod flow;
 pub mod generate;
 pub mod live;
+mod prefetch;
 pub mod privileges;
 pub mod progress;
 pub mod report;
@@ -578,7 +579,9 @@ fn observe_handed(table: &mut FlowTable, handoff: &mut Handoff) {
     } = handoff;
     for (i, handed) in segments.iter().enumerate() {
         if let Some(ahead) = segments.get(i + HANDED_AHEAD) {
-            prefetch_handed(ahead);
+            // Written on the other core, as was the start of its payload.
+            prefetch::all(ahead);
+            prefetch::line(ahead.segment.payload.as_ptr());
         }
         table.observe_hashed(&handed.segment, handed.hash, handed.at, &mut |flow| {
             finished.push(flow)
@@ -586,24 +589,6 @@ fn observe_handed(table: &mut FlowTable, handoff: &mut Handoff) {
     }
     segments.clear();
     windows.clear();
-}
-
-/// Asks for a handed-on segment written on the other core, and the start of its payload.
-#[inline]
-fn prefetch_handed(handed: &Handed) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-        let at: *const u8 = std::ptr::from_ref(handed).cast();
-        // SAFETY: prefetches are only hints and never fault; SSE is part of x86_64.
-        unsafe {
-            _mm_prefetch::<_MM_HINT_T0>(at.cast());
-            _mm_prefetch::<_MM_HINT_T0>(at.wrapping_add(64).cast());
-            _mm_prefetch::<_MM_HINT_T0>(handed.segment.payload.as_ptr().cast());
-        }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = handed;
 }
 
 /// Where `write_flagged` writes: a path, or a file opened earlier (before dropping root).

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::sync::mpsc::{Receiver, sync_channel};
 
 use super::sigbus::Watch;
+use crate::prefetch;
 use crate::time::Timestamp;
 
 /// The size of a huge page, and of the page cache's largest folios, on x86_64 and arm64.
@@ -337,8 +338,9 @@ impl Drop for Windows {
 
 impl Windows {
     fn start(file: File) -> std::io::Result<Windows> {
-        // One window waiting while one is parsed: three mapped at most, with the one
-        // being made.
+        // One window waiting while one is parsed, and one being made. Windows whose
+        // records are still on their way to the flow table's thread (`Mapped` clones)
+        // stay mapped until it is done with them: a few more.
         let (sender, next) = sync_channel(0);
         let thread = std::thread::Builder::new()
             .name("pcap read-ahead".into())
@@ -389,25 +391,17 @@ impl Windows {
 /// How far ahead of the parser the file's bytes are asked into cache.
 const PREFETCH_DISTANCE: usize = 2048;
 
-/// Asks the CPU to bring into cache the bytes `PREFETCH_DISTANCE` past this record, as the
-/// parser moves from `from` to `to`: the hardware's own prefetcher stops at each 4 KB page
-/// of the mapping, and the miss on each record's header was most of the cost of reading it.
+/// Asks for the bytes `PREFETCH_DISTANCE` past this record, as the parser moves from
+/// `from` to `to`, every line of them: the miss on each record's header was most of the
+/// cost of reading it.
 #[inline]
 fn prefetch_ahead(bytes: &[u8], from: usize, to: usize) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-        let end = (to + PREFETCH_DISTANCE).min(bytes.len());
-        let mut line = (from + PREFETCH_DISTANCE) & !63;
-        while line < end {
-            // SAFETY: a prefetch is only a hint and never faults; SSE is part of x86_64;
-            // `line` is inside `bytes`.
-            unsafe { _mm_prefetch::<_MM_HINT_T0>(bytes.as_ptr().add(line).cast()) };
-            line += 64;
-        }
+    let end = (to + PREFETCH_DISTANCE).min(bytes.len());
+    let mut line = (from + PREFETCH_DISTANCE) & !63;
+    while line < end {
+        prefetch::line(bytes[line..].as_ptr());
+        line += 64;
     }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = (bytes, from, to);
 }
 
 /// Reads until `buf` is full or the file ends; how many bytes were read.

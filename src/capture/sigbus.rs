@@ -8,8 +8,10 @@
 use std::sync::Once;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-/// Mapped regions watched at once. Each open capture file has at most four mapped windows
-/// (one parsed, one kept for the records still in use, one waiting, one being mapped).
+/// Mapped regions watched at once. A file has three windows mapped (one parsed, one
+/// waiting, one being mapped), and, read on two threads, a few more whose segments are on
+/// their way to the flow table (about a dozen in all); a merge of rotated files has three
+/// for each file. A file that finds none free as it is opened is read by libpcap instead.
 const REGIONS: usize = 1024;
 
 /// One watched address range. `seq` is odd while the range is being written, so the

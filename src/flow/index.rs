@@ -8,6 +8,7 @@ use std::hash::BuildHasher;
 use std::net::SocketAddr;
 
 use super::{Flow, FlowKey};
+use crate::prefetch;
 
 /// Maps each flow's key to its boxed flow. The key is not stored: the flow's own endpoints
 /// give it, and the slot keeps the hash, so a probe only looks at a flow whose hash matches.
@@ -84,7 +85,10 @@ impl FlowIndex {
         hash: u64,
     ) -> Option<&mut Flow> {
         let at = self.find(hash, |flow| {
-            prefetch_whole(flow);
+            // A packet reads or writes most of its flow's 12 cache lines, one after
+            // another as the code goes, and each is a miss once the flow has been idle:
+            // asked for together, the misses overlap.
+            prefetch::all(flow);
             (flow.client == a && flow.server == b) || (flow.client == b && flow.server == a)
         })?;
         self.slots[at].flow.as_deref_mut()
@@ -150,25 +154,6 @@ impl FlowIndex {
             }
         }
     }
-}
-
-/// Asks for every cache line of `flow` at once. A packet reads or writes most of its
-/// flow's 12 lines, one after another as the code goes, and each is a miss once the flow
-/// has been idle: asked for together, the misses overlap instead of adding up.
-#[inline]
-fn prefetch_whole(flow: &Flow) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-        let start: *const u8 = std::ptr::from_ref(flow).cast();
-        for line in (0..size_of::<Flow>()).step_by(64) {
-            // SAFETY: a prefetch is only a hint and never faults; SSE is part of x86_64;
-            // the address is inside `flow`.
-            unsafe { _mm_prefetch::<_MM_HINT_T0>(start.add(line).cast()) };
-        }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = flow;
 }
 
 #[cfg(test)]
