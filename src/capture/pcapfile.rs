@@ -17,8 +17,6 @@ use crate::time::Timestamp;
 
 /// The size of a huge page, and of the page cache's largest folios, on x86_64 and arm64.
 const HUGE_PAGE: usize = 2 << 20;
-/// The smallest page size; mappings end on a multiple of it.
-const PAGE: usize = 4096;
 /// Bytes of file between the starts of two windows.
 const STRIDE: usize = if cfg!(test) { 1 << 20 } else { 2 << 20 };
 /// libpcap's largest snapshot length; a longer record is damage, not a packet.
@@ -264,7 +262,10 @@ impl Window {
                 offset as libc::off_t,
             )
         };
-        let mapped_end = aligned + len.next_multiple_of(PAGE);
+        // A mapping ends on a page boundary (4 KB on x86_64; up to 64 KB on arm64).
+        // SAFETY: sysconf only reads a system constant.
+        let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
+        let mapped_end = aligned + len.next_multiple_of(page);
         // SAFETY: the parts of our reservation before and after the mapping.
         unsafe {
             if aligned > start {
