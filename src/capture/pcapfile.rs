@@ -11,7 +11,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, sync_channel};
 
-use super::sigbus::Watch;
+use super::sigbus::{self, Watch};
 use crate::prefetch;
 use crate::time::Timestamp;
 
@@ -166,8 +166,8 @@ impl PcapFile {
             );
         }
         let bytes = self.window.0.bytes();
-        prefetch_ahead(bytes, at, data_at + caplen);
-        self.start = data_at + caplen;
+        prefetch_ahead(bytes, at, end);
+        self.start = end;
         let nanos = if self.nanos {
             i64::from(fraction)
         } else {
@@ -176,7 +176,7 @@ impl PcapFile {
         Ok(Some(Record {
             ts: Timestamp::from_parts(i64::from(secs), nanos),
             wire_len,
-            data: &bytes[data_at..data_at + caplen],
+            data: &bytes[data_at..end],
             mapped: &self.window,
         }))
     }
@@ -263,9 +263,7 @@ impl Window {
             )
         };
         // A mapping ends on a page boundary (4 KB on x86_64; up to 64 KB on arm64).
-        // SAFETY: sysconf only reads a system constant.
-        let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
-        let mapped_end = aligned + len.next_multiple_of(page);
+        let mapped_end = aligned + len.next_multiple_of(sigbus::page_size());
         // SAFETY: the parts of our reservation before and after the mapping.
         unsafe {
             if aligned > start {

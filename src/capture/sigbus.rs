@@ -34,7 +34,9 @@ const FREE: Region = Region {
 };
 static WATCHED: [Region; REGIONS] = [FREE; REGIONS];
 static INSTALL: Once = Once::new();
-static PAGE_SIZE: AtomicUsize = AtomicUsize::new(4096);
+/// The system's page size, once asked (0 until then): read by the handler, where sysconf
+/// may not be called.
+static PAGE_SIZE: AtomicUsize = AtomicUsize::new(0);
 /// The SIGBUS action before ours, for faults that are not ours; written once, before any
 /// region is watched.
 static PREVIOUS: std::sync::OnceLock<libc::sigaction> = std::sync::OnceLock::new();
@@ -82,14 +84,28 @@ impl Drop for Watch {
     }
 }
 
-fn install() {
-    // SAFETY: sysconf and sigaction with a zeroed, then filled, action; the handler only
-    // does what a signal handler may (atomics, mmap, sigaction).
-    unsafe {
-        let page = libc::sysconf(libc::_SC_PAGESIZE);
-        if page > 0 {
-            PAGE_SIZE.store(page as usize, Ordering::Relaxed);
+/// The system's page size (4 KB on x86_64; up to 64 KB on arm64).
+pub fn page_size() -> usize {
+    match PAGE_SIZE.load(Ordering::Relaxed) {
+        0 => {
+            // SAFETY: sysconf only reads a system constant.
+            let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) })
+                .ok()
+                .filter(|&page| page > 0)
+                .unwrap_or(4096);
+            PAGE_SIZE.store(page, Ordering::Relaxed);
+            page
         }
+        page => page,
+    }
+}
+
+fn install() {
+    // Known before the handler can run.
+    page_size();
+    // SAFETY: sigaction with a zeroed, then filled, action; the handler only does what a
+    // signal handler may (atomics, mmap, sigaction).
+    unsafe {
         let mut action: libc::sigaction = std::mem::zeroed();
         action.sa_sigaction = on_sigbus as *const () as libc::sighandler_t;
         action.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;

@@ -100,15 +100,21 @@ impl FlowIndex {
         if (self.len + 1) * 2 > self.slots.len() {
             self.grow();
         }
-        let mut at = self.home(hash);
-        while self.slots[at].flow.is_some() {
-            at = self.next(at);
-        }
+        let at = self.free_slot(hash);
         self.slots[at] = Slot {
             hash,
             flow: Some(flow),
         };
         self.len += 1;
+    }
+
+    /// The first empty slot from the home of `hash` on: where a flow of that hash goes.
+    fn free_slot(&self, hash: u64) -> usize {
+        let mut at = self.home(hash);
+        while self.slots[at].flow.is_some() {
+            at = self.next(at);
+        }
+        at
     }
 
     pub fn remove(&mut self, key: &FlowKey, hash: u64) -> Option<Box<Flow>> {
@@ -146,10 +152,7 @@ impl FlowIndex {
         self.slots.resize_with(size, Slot::default);
         for slot in old {
             if slot.flow.is_some() {
-                let mut at = self.home(slot.hash);
-                while self.slots[at].flow.is_some() {
-                    at = self.next(at);
-                }
+                let at = self.free_slot(slot.hash);
                 self.slots[at] = slot;
             }
         }

@@ -613,10 +613,7 @@ pub struct SegmentHasher(foldhash::fast::RandomState);
 impl SegmentHasher {
     pub fn hash(&self, seg: &Segment) -> u64 {
         use std::hash::BuildHasher;
-        self.0.hash_one(FlowKey::new(
-            SocketAddr::new(seg.src, seg.src_port),
-            SocketAddr::new(seg.dst, seg.dst_port),
-        ))
+        self.0.hash_one(FlowKey::of_segment(seg))
     }
 }
 
@@ -628,6 +625,14 @@ pub struct FlowKey {
 }
 
 impl FlowKey {
+    /// The key of the flow `seg` belongs to.
+    pub fn of_segment(seg: &Segment) -> FlowKey {
+        FlowKey::new(
+            SocketAddr::new(seg.src, seg.src_port),
+            SocketAddr::new(seg.dst, seg.dst_port),
+        )
+    }
+
     pub fn new(a: SocketAddr, b: SocketAddr) -> FlowKey {
         let (a, b) = (Endpoint::from(a), Endpoint::from(b));
         if a <= b {
@@ -708,12 +713,6 @@ impl FlowTable {
         self.evicted
     }
 
-    /// Whether `--target` selects this segment (always, without targets).
-    #[inline]
-    pub fn is_targeted(&self, seg: &Segment) -> bool {
-        is_targeted(&self.targets, seg)
-    }
-
     /// What works out a segment's hash for `observe_hashed`, on any thread.
     pub fn hasher(&self) -> SegmentHasher {
         SegmentHasher(self.flows.hasher())
@@ -727,12 +726,9 @@ impl FlowTable {
         at: Stamp,
         done: &mut impl FnMut(Box<Flow>),
     ) -> Option<&Flow> {
-        let key = FlowKey::new(
-            SocketAddr::new(seg.src, seg.src_port),
-            SocketAddr::new(seg.dst, seg.dst_port),
-        );
+        let key = FlowKey::of_segment(seg);
         let hash = self.flows.hash(&key);
-        self.observe_hashed(seg, hash, at, done)
+        self.observe_keyed(seg, key, hash, at, done)
     }
 
     /// `observe`, with the segment's hash worked out already (by `hasher`).
@@ -743,10 +739,20 @@ impl FlowTable {
         at: Stamp,
         done: &mut impl FnMut(Box<Flow>),
     ) -> Option<&Flow> {
+        self.observe_keyed(seg, FlowKey::of_segment(seg), hash, at, done)
+    }
+
+    fn observe_keyed(
+        &mut self,
+        seg: &Segment,
+        key: FlowKey,
+        hash: u64,
+        at: Stamp,
+        done: &mut impl FnMut(Box<Flow>),
+    ) -> Option<&Flow> {
         self.release_closed(at.ts, done);
         let src = SocketAddr::new(seg.src, seg.src_port);
         let dst = SocketAddr::new(seg.dst, seg.dst_port);
-        let key = FlowKey::new(src, dst);
         let opening_syn = seg.flags.syn() && !seg.flags.ack();
 
         // One lookup for the common case, a packet of a known connection.
