@@ -42,7 +42,15 @@ from decimal import Decimal
 
 TLS_PORTS = {443, 8443}
 BLACKHOLE_PORTS = {8090, 8091}
-SERVER_PORTS = {80, 81, 443, 444, 8443, 8444, 8080} | BLACKHOLE_PORTS
+# lab/clients.sh (real clients): nginx 9443 TLS 1.3, 9444 TLS 1.2, 9445 TLS 1.3 + HTTP/2,
+# 9080 h2c, 9447 TLS 1.3 with a 1800 s idle timeout (NAT run); HAProxy 9446 TLS 1.3
+CLIENTS_PORTS = {9443: "tls13", 9444: "tls12", 9445: "tls13 h2", 9080: "h2c",
+                 9446: "haproxy tls13", 9447: "nat60 tls13"}
+TLS_PORTS |= {9443, 9444, 9445, 9446, 9447}
+H2_PORTS = {9445, 9080}          # HTTP/2: the server's close starts at its GOAWAY
+H2C_PORTS = {9080}               # cleartext: the GOAWAY is found by tshark's http2 dissector
+H2_CLOSE_MAX = 64                # a GOAWAY record (TLS 1.3: 39 bytes) + close_notify (24)
+SERVER_PORTS = {80, 81, 443, 444, 8443, 8444, 8080} | BLACKHOLE_PORTS | set(CLIENTS_PORTS)
 BLACKHOLE_IDLE_S = Decimal(60)
 FIELDS = ["frame.time_epoch", "ip.src", "ipv6.src", "tcp.srcport", "ip.dst", "ipv6.dst",
           "tcp.dstport", "tcp.len", "tcp.flags", "ip.ttl", "ipv6.hlim", "tcp.seq",
@@ -71,6 +79,30 @@ def read(path):
                          ack=int(d["tcp.ack"] or 0),
                          v6=bool(d["ipv6.src"])))
     return pkts
+
+
+def h2c_frames(path):
+    """On h2c ports, as tshark's http2 dissector (decode-as) finds them: the frame numbers
+    of server packets holding a GOAWAY frame, and of client packets holding no HEADERS or
+    DATA frame (SETTINGS, WINDOW_UPDATE, PING, RST_STREAM, GOAWAY: not a request)."""
+    cmd = ["tshark", "-n", "-r", path]
+    for p in sorted(H2C_PORTS):
+        cmd += ["-d", "tcp.port==%d,http2" % p]
+    cmd += ["-Y", "http2", "-T", "fields", "-E", "separator=\t", "-e", "frame.number",
+            "-e", "tcp.srcport", "-e", "tcp.dstport", "-e", "http2.type"]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    goaway, control = set(), set()
+    for line in out.splitlines():
+        v = line.split("\t")
+        if len(v) < 4:
+            continue
+        n, sp, dp = int(v[0]), int(v[1]), int(v[2])
+        types = {int(t) for t in v[3].split(",") if t}
+        if sp in H2C_PORTS and 7 in types:
+            goaway.add(n)
+        if dp in H2C_PORTS and not types & {0, 1}:
+            control.add(n)
+    return goaway, control
 
 
 def ep(addr, port, v6):
@@ -106,10 +138,12 @@ def f6(x):
     return "%.6f" % x
 
 
-def analyse(f):
+def analyse(f, h2c=(frozenset(), frozenset())):
+    goaways, control = h2c
     P = f["pkts"]
     sport = f["server"][1]
     tls = sport in TLS_PORTS
+    h2 = sport in H2_PORTS
     r = dict(server_port=sport, tls=tls)
     synack = any(p["flags"] & SYN and p["flags"] & ACK for p in P)
     srv_ttls = [p["ttl"] for p in P if p["dir"] == "s" and not p["flags"] & RST]
@@ -122,42 +156,78 @@ def analyse(f):
     payload = [p for p in P if p["len"] > 0]
     sfin = next((p for p in P if p["dir"] == "s" and p["flags"] & FIN), None)
     cfin = next((p for p in P if p["dir"] == "c" and p["flags"] & FIN), None)
-    # server's first close packet: close_notify (TLS) if any, else the FIN
+    # server's first close packet: close_notify (TLS) if any, else the FIN; with HTTP/2
+    # the GOAWAY before them (h2c: the dissector's GOAWAY; over TLS: the short record
+    # before the close_notify)
     close = sfin
+    closing = []            # the server's close records before its FIN (GOAWAY, close_notify)
     if sfin is not None and tls:
+        lim = H2_CLOSE_MAX if h2 else 40
         i = P.index(sfin)
         j = i - 1
         cand = None
         while j >= 0:
             q = P[j]
             if q["dir"] == "s" and q["len"] > 0:
-                if q["len"] <= 40 and sfin["ts"] - q["ts"] <= Decimal("0.1"):
-                    cand = q; j -= 1; continue
+                if q["len"] <= lim and sfin["ts"] - q["ts"] <= Decimal("0.1"):
+                    cand = q; closing.insert(0, q); j -= 1; continue
                 break
             if q["dir"] == "c" and q["len"] > 0:
                 break
             j -= 1
-        if sfin["len"] > 0 and sfin["len"] <= 40:
+        if sfin["len"] > 0 and sfin["len"] <= lim:
             cand = cand or sfin
+            closing.append(sfin)
         if cand is not None:
             close = cand
-            r["close_notify_len"] = cand["len"]
+            if h2 and len(closing) > 1:
+                r["goaway_len"] = closing[0]["len"]
+                r["close_notify_len"] = closing[1]["len"]
+            else:
+                r["close_notify_len"] = cand["len"]
+    if sfin is not None and sport in H2C_PORTS:
+        ga = [p for p in P if p["dir"] == "s" and p["n"] in goaways and p["ts"] <= sfin["ts"]]
+        ga = [p for p in ga if not any(q["dir"] == "s" and q["len"] > 0 and q["n"] not in goaways
+                                         and p["ts"] <= q["ts"] <= sfin["ts"] for q in P)]
+        if ga:
+            close = ga[-1]
+            closing = [close]
+            r["goaway_len"] = close["len"]
     r["close"] = close
 
-    # The TLS close alert is not activity either side waits on: left out of idle times.
-    alert = close if close is not None and close is not sfin else None
+    # The TLS close alert (and HTTP/2 GOAWAY) is not activity either side waits on: left
+    # out of idle times.
+    alert = set(id(q) for q in closing) if close is not None and close is not sfin else set()
 
     def last_payload_before(pk, skip=lambda q: False):
         best = None
         for q in payload:
             if q is pk or q["ts"] > pk["ts"] or (q["ts"] == pk["ts"] and q["n"] >= pk["n"]):
                 continue
-            if q is alert or skip(q):
+            if id(q) in alert or skip(q):
                 continue
             best = q
         return best
 
     creq = [p for p in payload if p["dir"] == "c"]
+    if sport in H2C_PORTS:
+        creq = [p for p in creq if p["n"] not in control]
+    if tls and cfin is not None:
+        # the client's own close (close_notify; HTTP/2: GOAWAY) right before its FIN: short
+        # records within 100 ms before the FIN with no other client data between
+        lim = H2_CLOSE_MAX if h2 else 40
+        tail = []
+        for q in reversed(P[:P.index(cfin) + 1]):
+            if q["dir"] != "c" or q["len"] == 0:
+                continue
+            if q["len"] <= lim and cfin["ts"] - q["ts"] <= Decimal("0.1"):
+                tail.append(id(q)); continue
+            break
+        creq = [p for p in creq if id(p) not in tail]
+    if close is not None and close is not sfin:
+        # a short client record sent after the client had the server's close record (its
+        # ack covers it): the client's own close_notify or GOAWAY, not a request
+        creq = [p for p in creq if not (p["len"] <= 40 and p["ack"] > close["seq"])]
     req = None
     if creq:
         top = max(p["seq"] for p in creq)
@@ -166,7 +236,9 @@ def analyse(f):
     if req is not None:
         lp = last_payload_before(req)
         r["req_idle"] = (req["ts"] - lp["ts"]) if lp else None
+        # an answer: server data that acknowledges the request's last byte
         resp = [p for p in payload if p["dir"] == "s" and p["ts"] >= req["ts"] and p is not close
+                and id(p) not in alert and p["ack"] >= req["seq"] + req["len"]
                 and not (close is not None and p["ts"] >= close["ts"] and tls and p["len"] <= 40)]
         r["answered"] = bool(resp)
     else:
@@ -219,15 +291,139 @@ def log_matches(entry, server_port):
     return server_port not in BLACKHOLE_PORTS
 
 
+def access_log(d):
+    """(server port, client port) -> [(ts, method, path)] from the servers' logs of
+    lab/clients.sh (nginx: log_format lab; HAProxy: its log-format), for clients that do
+    not log their local port. MASQUERADE keeps the client's port."""
+    acc = collections.defaultdict(list)
+    p = os.path.join(d, "nginx-access.log")
+    if os.path.exists(p):
+        for line in open(p):
+            v = line.split()
+            if len(v) < 8 or '"' not in line:
+                continue
+            req = line.split('"')[1].split()
+            if len(req) >= 2:
+                acc[(int(v[1]), int(v[3]))].append((Decimal(v[0]), req[0], req[1]))
+    p = os.path.join(d, "haproxy.log")
+    if os.path.exists(p):
+        for line in open(p):
+            v = line.split()
+            if len(v) >= 6 and v[2].isdigit() and v[3].isdigit():
+                acc[(int(v[3]), int(v[2]))].append((Decimal(v[0]), v[4], v[5]))
+    return acc
+
+
+def sweep_path(path):
+    """/sweep/IDLE/N -> ("IDLE" with two decimals, N), else None"""
+    v = path.split("?")[0].strip("/").split("/")
+    if len(v) == 3 and v[0] == "sweep":
+        try:
+            return "%.2f" % float(v[1]), int(v[2])
+        except ValueError:
+            return None
+    return None
+
+
+def clients_row(name, side, f, r, entries, acc, rtt, problems):
+    """Scenario text and cross-check for a flow of lab/clients.sh: joined with the client's
+    log line by local port (lport = the first connection, lport2 = the one the second
+    request went on), else through the server's access log by URL path /sweep/IDLE/N."""
+    P = f["pkts"]
+    cl, sv = f["client"], f["server"]
+    t0, t1 = P[0]["ts"], P[-1]["ts"]
+    v = r["verdict"]
+    served = [x for x in acc.get((sv[1], cl[1]), []) if t0 - 1 <= x[0] <= t1 + 1]
+    lg, conn, how = None, None, "lport"
+    for e in entries:
+        if e.get("lport") == cl[1]:
+            lg, conn = e, "first"
+            break
+    if lg is None:
+        for e in entries:
+            if e.get("lport2") == cl[1]:
+                lg, conn = e, "second"
+                break
+    if lg is None:
+        how = "access log"
+        paths = [sp for sp in (sweep_path(x[2]) for x in served) if sp]
+        idles = {i for i, _ in paths}
+        cands = [e for e in entries if "%.2f" % e["idle"] in idles]
+        if len(cands) == 1:
+            lg = cands[0]
+            conn = "first" if any(n == 1 for _, n in paths) else "second"
+        elif len(cands) > 1:
+            problems.append("%s %s: %d client-log entries match the access log" % (name, cl, len(cands)))
+    bits = [CLIENTS_PORTS[sv[1]]]
+    if lg is None:
+        problems.append("%s %s -> %s: no client-log entry (verdict %s)" % (name, cl, sv, v))
+        bits.append("?")
+        return "; ".join(bits)
+    idle = "%.2f" % lg["idle"]
+    bits.append("%s sweep idle=%s, %s connection" % (lg["client"], idle, conn)
+                + (" (joined by the server's access log)" if how != "lport" else ""))
+    second_here = any(sweep_path(x[2]) == (idle, 2) for x in served)
+    second_elsewhere = [k[1] for k, xs in acc.items() if k[0] == sv[1] and k[1] != cl[1]
+                        for x in xs if sweep_path(x[2]) == (idle, 2) and t0 - 1 <= x[0] <= t1 + 30]
+    if v == "keepalive_race":
+        req, close = r["req"], r["close"]
+        crossed = req["ts"] < close["ts"] if side == "client" else req["ts"] - close["ts"] < rtt
+        bits.append("crossed server close in flight" if crossed else "sent after server close arrived")
+        srst = [t for d, t in r["rsts"] if d == "s"]
+        bits.append("server RST ttl=%s" % srst[0] if srst else "no RST")
+    elif v == "nat_idle_reset":
+        bits.append("router RST ttl=%s vs server ttl=%s" % (
+            next(t for d, t in r["rsts"] if d == "s" and t != r["srv_ttl"]), r["srv_ttl"]))
+    elif conn == "first" and v in ("idle_closed", "closed_after_response", "completed"):
+        if second_here:
+            bits.append("second request reused it")
+        elif lg.get("reused") is False or second_elsewhere:
+            bits.append("not reused: the client had seen the server's close")
+    if r.get("goaway_len"):
+        bits.append("GOAWAY %dB" % r["goaway_len"])
+    if r.get("close_notify_len") and v in ("keepalive_race", "idle_closed", "closed_after_response"):
+        bits.append("close_notify %dB" % r["close_notify_len"])
+    out = lg["outcome"].replace("\t", " ").replace("\n", " ")
+    if len(out) > 160:
+        out = out[:157] + "..."
+    failed = not out.startswith("ok")
+    cap_failed = v in ("keepalive_race", "nat_idle_reset", "idle_blackhole")
+    note = ""
+    if conn == "first":
+        if cap_failed and not failed:
+            other = lg.get("lport2") if lg.get("lport2") not in (None, cl[1]) else (
+                second_elsewhere[0] if second_elsewhere else None)
+            if other is not None:
+                note = " (retried on a new connection, port %s)" % other
+            else:
+                problems.append("%s %s: client says %r but capture verdict %s" % (name, cl, out, v))
+        elif failed != cap_failed:
+            problems.append("%s %s: client says %r but capture verdict %s" % (name, cl, out, v))
+    else:
+        if failed or cap_failed:
+            problems.append("%s %s (second connection): client says %r, capture verdict %s"
+                            % (name, cl, out, v))
+    bits.append("client: " + out + note)
+    return "; ".join(bits)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--dir", required=True)
-    ap.add_argument("--clients", required=True, action="append",
-                    help="a client log (JSON lines); repeat for several runs")
+    ap.add_argument("--clients", action="append", default=[],
+                    help="a client log (JSON lines); repeat for several runs. "
+                         "DIR/lab/last-run-clients/clients.jsonl (lab/clients.sh) is always read")
     ap.add_argument("--out", required=True)
     ap.add_argument("--delay-ms", type=float, default=25)
     a = ap.parse_args()
     clog = [json.loads(l) for path in a.clients for l in open(path) if l.strip()]
+    # lab/clients.sh's evidence: its client log (lines name their client: the capture's
+    # stem, or the stem and a suffix) and the servers' access logs
+    cdir = os.path.join(a.dir, "lab", "last-run-clients")
+    cpath = os.path.join(cdir, "clients.jsonl")
+    newlog = [json.loads(l) for l in open(cpath) if l.strip()] if os.path.exists(cpath) else []
+    clog = [c for c in clog if "client" not in c]
+    acc = access_log(cdir)
     byport = collections.defaultdict(list)
     for c in clog:
         byport[c["lport"]].append(c)
@@ -239,11 +435,33 @@ def main():
         side = "server" if "-server" in name else "client"
         flows = flows_of(read(path))
         counts = collections.Counter()
+        h2c = h2c_frames(path) if any(k[0][1] in H2C_PORTS or k[1][1] in H2C_PORTS
+                                      for k in flows) else (frozenset(), frozenset())
+        stem = name.rsplit(".", 1)[0].replace("-client", "").replace("-server", "")
+        entries = [c for c in newlog if c["client"] == stem or c["client"].startswith(stem + "-")]
         for key, f in flows.items():
-            r = analyse(f)
+            r = analyse(f, h2c)
             P = f["pkts"]
             v6 = P[0]["v6"]
             cl, sv = f["client"], f["server"]
+            if sv[1] in CLIENTS_PORTS:
+                v = r["verdict"]
+                counts[v] += 1
+                if side == "client":
+                    syn = next((p for p in P if p["flags"] & SYN and not p["flags"] & ACK), None)
+                    sa = next((p for p in P if p["flags"] & SYN and p["flags"] & ACK), None)
+                    if syn and sa:
+                        hs.append(float(sa["ts"] - syn["ts"]))
+                nat = sv[1] == 9447
+                req_idle = close_idle = "-"
+                if v in ("keepalive_race", "nat_idle_reset", "idle_blackhole") or (nat and v == "completed"):
+                    req_idle = f6(r["req_idle"]) if r.get("req_idle") is not None else "-"
+                if v in ("keepalive_race", "idle_closed") and r.get("close_idle") is not None:
+                    close_idle = f6(r["close_idle"])
+                scen = clients_row(name, side, f, r, entries, acc, rtt, problems)
+                rows.append([name, ep(cl[0], cl[1], v6), ep(sv[0], sv[1], v6), v, req_idle,
+                             close_idle, "-", "-", scen, P[0]["ts"]])
+                continue
             logs = [c for c in byport.get(cl[1], []) if log_matches(c, sv[1])]
             lg = logs[0] if len(logs) == 1 else None
             if len(logs) > 1:
