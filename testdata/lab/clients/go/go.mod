@@ -1,0 +1,3 @@
+module sweep
+
+go 1.19
