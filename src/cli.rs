@@ -174,7 +174,13 @@ pub struct Args {
     #[arg(long, value_name = "HOST[:PORT]")]
     pub target: Vec<String>,
 
-    /// Silence before a reset request that counts as a NAT idle reset
+    /// Silence before a reset request that counts as a NAT idle reset when the wire cannot
+    /// tell who sent the RST
+    ///
+    /// A reset that a middlebox sent (its TTL differs from the server's, or it came sooner
+    /// than a round trip) counts after 20 s of silence, or this if shorter, once the silence
+    /// is also 100 round trips and longer than any the connection survived. The server's
+    /// own reset (its TTL, a full round trip) is never one.
     #[arg(long, value_name = "DURATION", default_value = "350s")]
     pub nat_idle: String,
 

@@ -148,6 +148,8 @@ pub struct Segment<'a> {
     pub flags: TcpFlags,
     /// IPv4 TTL or IPv6 hop limit.
     pub ttl: u8,
+    /// The advertised receive window, unscaled (zero is zero at any scale).
+    pub window: u16,
     pub payload_len: u32,
     pub payload: &'a [u8],
 }
@@ -315,6 +317,7 @@ fn decode_ipv4_tcp(bytes: &[u8]) -> Option<Result<Segment<'_>, Skip>> {
         ack: be32_at(tcp, 8),
         flags: TcpFlags(tcp[13]),
         ttl: bytes[8],
+        window: be16_at(tcp, 14),
         payload_len: u32::try_from(l4_len.saturating_sub(tcp_header_len)).unwrap_or(u32::MAX),
         payload: &tcp[tcp_header_len..],
     }))
@@ -373,6 +376,7 @@ fn decode_ip_etherparse(bytes: &[u8]) -> Result<Segment<'_>, Skip> {
         ack: tcp.acknowledgment_number(),
         flags: TcpFlags(flags),
         ttl,
+        window: tcp.window_size(),
         payload_len: u32::try_from(l4_len.saturating_sub(header_len)).unwrap_or(u32::MAX),
         payload: tcp.payload(),
     })

@@ -65,7 +65,7 @@ struct Seg {
     /// Relative sequence and acknowledgement numbers; the ISNs are added when encoding.
     seq: u32,
     ack_no: u32,
-    payload: &'static [u8],
+    payload: Vec<u8>,
     ttl: u8,
 }
 
@@ -92,7 +92,7 @@ fn conversation(story: Story, rtt_ms: i64, start: i64) -> Vec<Seg> {
             rst: flags.contains('R'),
             seq,
             ack_no,
-            payload,
+            payload: payload.to_vec(),
             ttl: if from_client { 64 } else { 62 },
         });
     };
@@ -178,12 +178,252 @@ fn conversation(story: Story, rtt_ms: i64, start: i64) -> Vec<Seg> {
                 rst: true,
                 seq: s,
                 ack_no: 0,
-                payload: b"",
+                payload: Vec::new(),
                 ttl: 255,
             });
         }
     }
     segs
+}
+
+/// A TLS record of `length` body bytes (ciphertext stand-in).
+fn record(content_type: u8, length: u16) -> Vec<u8> {
+    let mut r = vec![content_type, 3, 3];
+    r.extend_from_slice(&length.to_be_bytes());
+    r.extend(std::iter::repeat_n(0x5a, usize::from(length)));
+    r
+}
+
+const HANDSHAKE: u8 = 22;
+const CCS: u8 = 20;
+const APP: u8 = 23;
+
+/// Builds one TLS 1.3 connection segment by segment, tracking both sequence numbers.
+struct TlsBuilder {
+    segs: Vec<Seg>,
+    c: u32,
+    s: u32,
+}
+
+impl TlsBuilder {
+    fn send(&mut self, at: i64, from_client: bool, flags: &str, payload: Vec<u8>) {
+        let (seq, ack_no) = if from_client {
+            (self.c, self.s)
+        } else {
+            (self.s, self.c)
+        };
+        let advance =
+            payload.len() as u32 + u32::from(flags.contains('S')) + u32::from(flags.contains('F'));
+        self.segs.push(Seg {
+            at,
+            from_client,
+            syn: flags.contains('S'),
+            ack: flags.contains('A'),
+            fin: flags.contains('F'),
+            rst: flags.contains('R'),
+            seq,
+            ack_no: if flags.contains('A') { ack_no } else { 0 },
+            payload,
+            ttl: if from_client { 64 } else { 62 },
+        });
+        if from_client {
+            self.c += advance;
+        } else {
+            self.s += advance;
+        }
+    }
+}
+
+/// A client-side capture of one TLS 1.3 connection telling `story`. `coalesced` writes
+/// the client's change_cipher_spec, Finished and first request in one segment, as Node
+/// does; otherwise each goes alone, as Python does.
+fn tls_conversation(story: Story, rtt_ms: i64, start: i64, coalesced: bool) -> Vec<Seg> {
+    let rtt = rtt_ms * MS;
+    let mut b = TlsBuilder {
+        segs: Vec::new(),
+        c: 0,
+        s: 0,
+    };
+    let mut t = start;
+    b.send(t, true, "S", Vec::new());
+    t += rtt;
+    b.send(t, false, "SA", Vec::new());
+    b.send(t + 50_000, true, "A", Vec::new());
+    b.send(t + 60_000, true, "PA", record(HANDSHAKE, 250));
+    t += 60_000 + rtt;
+    let mut flight = record(HANDSHAKE, 90);
+    flight.extend(record(CCS, 1));
+    flight.extend(record(APP, 900));
+    b.send(t, false, "PA", flight);
+    t += 100_000;
+    let finished = [record(CCS, 1), record(APP, 53), record(APP, 60)];
+    if coalesced {
+        b.send(t, true, "PA", finished.concat());
+    } else {
+        for (i, r) in finished.into_iter().enumerate() {
+            b.send(t + i as i64 * 10_000, true, "PA", r);
+        }
+    }
+    t += rtt;
+    // NewSessionTicket, then the answer to the first request, in two records.
+    b.send(t, false, "PA", record(APP, 250));
+    b.send(t + 20_000, false, "PA", record(APP, 40));
+    b.send(t + 30_000, false, "PA", record(APP, 300));
+    b.send(t + 90_000, true, "A", Vec::new());
+    t += 90_000;
+    match story {
+        Story::Completed => {
+            t += 2 * SEC;
+            b.send(t, true, "PA", record(APP, 70));
+            t += rtt;
+            b.send(t, false, "PA", record(APP, 300));
+            b.send(t + 60_000, true, "A", Vec::new());
+            t += SEC;
+            b.send(t, true, "PA", record(APP, 19));
+            b.send(t + 10_000, true, "FA", Vec::new());
+            t += rtt;
+            b.send(t, false, "PA", record(APP, 19));
+            b.send(t + 10_000, false, "FA", Vec::new());
+            b.send(t + 60_000, true, "A", Vec::new());
+        }
+        Story::IdleClosed => {
+            t += 5 * SEC + rtt / 2;
+            b.send(t, false, "PA", record(APP, 19));
+            b.send(t + 30_000, false, "FA", Vec::new());
+            b.send(t + 80_000, true, "A", Vec::new());
+            b.send(t + 90_000, true, "FA", Vec::new());
+            b.send(t + 90_000 + rtt, false, "R", Vec::new());
+        }
+        Story::RaceCrossed => {
+            let close_arrives = t + 5 * SEC + rtt / 2;
+            // The request leaves rtt/4 before the close_notify arrives: they cross.
+            let acked = b.s;
+            b.send(close_arrives - rtt / 4, true, "PA", record(APP, 70));
+            let sent = b.c;
+            b.c = b.c.wrapping_sub(75);
+            b.send(close_arrives, false, "PA", record(APP, 19));
+            b.send(close_arrives + 30_000, false, "FA", Vec::new());
+            b.c = sent;
+            b.send(close_arrives + 70_000, true, "A", Vec::new());
+            let _ = acked;
+            b.send(close_arrives - rtt / 4 + rtt, false, "R", Vec::new());
+        }
+        Story::NatReset => {
+            t += 400 * SEC;
+            b.send(t, true, "PA", record(APP, 70));
+            b.segs.push(Seg {
+                at: t + rtt / 10,
+                from_client: false,
+                syn: false,
+                ack: false,
+                fin: false,
+                rst: true,
+                seq: b.s,
+                ack_no: 0,
+                payload: Vec::new(),
+                ttl: 255,
+            });
+        }
+    }
+    b.segs
+}
+
+/// The segments with TCP keep-alive probes every `interval` in each idle stretch of over
+/// two intervals before any FIN, as Node's Agent sends them (Linux: no payload; BSD and
+/// Windows: one garbage byte), each acknowledged by the peer a round trip later.
+fn with_keepalive_probes(segs: &[Seg], interval: i64, rtt: i64, one_byte: bool) -> Vec<Seg> {
+    let (mut c_next, mut s_next) = (0u32, 0u32);
+    let mut out = Vec::new();
+    let mut closing = false;
+    for (i, seg) in segs.iter().enumerate() {
+        out.push(seg.clone());
+        let advance = seg.payload.len() as u32 + u32::from(seg.syn) + u32::from(seg.fin);
+        if !seg.rst {
+            if seg.from_client {
+                c_next = c_next.max(seg.seq + advance);
+            } else {
+                s_next = s_next.max(seg.seq + advance);
+            }
+        }
+        closing |= seg.fin || seg.rst;
+        let Some(next) = segs.get(i + 1) else { break };
+        if closing || seg.syn {
+            continue;
+        }
+        let mut at = seg.at + interval;
+        while at + rtt + 2 * MS < next.at && at + interval <= next.at {
+            out.push(Seg {
+                at,
+                from_client: true,
+                syn: false,
+                ack: true,
+                fin: false,
+                rst: false,
+                seq: c_next - 1,
+                ack_no: s_next,
+                payload: if one_byte { vec![0] } else { Vec::new() },
+                ttl: 64,
+            });
+            out.push(Seg {
+                at: at + rtt,
+                from_client: false,
+                syn: false,
+                ack: true,
+                fin: false,
+                rst: false,
+                seq: s_next,
+                ack_no: c_next,
+                payload: Vec::new(),
+                ttl: 62,
+            });
+            at += interval;
+        }
+    }
+    out
+}
+
+/// Segment `index`'s payload split in two at `cut` (a TLS record across two segments).
+fn split_segment(segs: &[Seg], index: usize, cut: usize) -> Vec<Seg> {
+    let mut out = segs.to_vec();
+    let seg = &segs[index];
+    let mut first = seg.clone();
+    let mut second = seg.clone();
+    first.payload.truncate(cut);
+    first.fin = false;
+    second.payload.drain(..cut);
+    second.seq = seg.seq + cut as u32;
+    second.at = seg.at + 1_000;
+    out[index] = first;
+    out.insert(index + 1, second);
+    out
+}
+
+/// Segments `index` and `index + 1`, one direction, one behind the other, sent as one.
+fn coalesce(segs: &[Seg], index: usize) -> Vec<Seg> {
+    let mut out = segs.to_vec();
+    let second = out.remove(index + 1);
+    let first = &mut out[index];
+    first.payload.extend_from_slice(&second.payload);
+    first.fin |= second.fin;
+    first.ack_no = second.ack_no;
+    out
+}
+
+/// Where `coalesce` applies: two payload segments of one direction within a millisecond,
+/// nothing between them.
+fn coalescible(segs: &[Seg]) -> Vec<usize> {
+    (0..segs.len().saturating_sub(1))
+        .filter(|&i| {
+            let (a, b) = (&segs[i], &segs[i + 1]);
+            a.from_client == b.from_client
+                && !a.payload.is_empty()
+                && !a.fin
+                && !a.rst
+                && !b.rst
+                && b.at - a.at <= MS
+                && b.seq == a.seq + a.payload.len() as u32
+        })
+        .collect()
 }
 
 /// A packet ready for the pipeline: capture time and Ethernet bytes.
@@ -194,13 +434,23 @@ struct Frame {
 }
 
 fn encode(segs: &[Seg], port: u16, client_isn: u32, server_isn: u32) -> Vec<Frame> {
+    encode_to(segs, port, 80, client_isn, server_isn)
+}
+
+fn encode_to(
+    segs: &[Seg],
+    port: u16,
+    server_port: u16,
+    client_isn: u32,
+    server_isn: u32,
+) -> Vec<Frame> {
     let (client, server) = ([198, 18, 1, 2], [198, 19, 2, 2]);
     segs.iter()
         .map(|seg| {
             let (src, dst, sport, dport, own, other) = if seg.from_client {
-                (client, server, port, 80, client_isn, server_isn)
+                (client, server, port, server_port, client_isn, server_isn)
             } else {
-                (server, client, 80, port, server_isn, client_isn)
+                (server, client, server_port, port, server_isn, client_isn)
             };
             let mut tcp = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
                 .ipv4(src, dst, seg.ttl)
@@ -221,7 +471,7 @@ fn encode(segs: &[Seg], port: u16, client_isn: u32, server_isn: u32) -> Vec<Fram
                 tcp = tcp.psh();
             }
             let mut bytes = Vec::new();
-            tcp.write(&mut bytes, seg.payload)
+            tcp.write(&mut bytes, &seg.payload)
                 .expect("a buildable segment");
             Frame { at: seg.at, bytes }
         })
@@ -389,5 +639,116 @@ proptest! {
         prop_assert_eq!(verdicts(&analysis), expected);
         prop_assert_eq!(analysis.packets.backwards, backwards);
         prop_assert!(analysis.first_packet <= analysis.last_packet);
+    }
+}
+
+/// Every TLS story, its records alone or coalesced as Node writes them, gets its verdict.
+#[test]
+fn every_built_tls_story_gets_its_verdict() {
+    for story in [
+        Story::Completed,
+        Story::IdleClosed,
+        Story::RaceCrossed,
+        Story::NatReset,
+    ] {
+        for coalesced in [false, true] {
+            let segs = tls_conversation(story, 50, START, coalesced);
+            let analysis = analyse(&encode_to(&segs, 40000, 443, 1000, 5000));
+            assert_eq!(
+                verdicts(&analysis),
+                vec![(40000, story.verdict())],
+                "{story:?} coalesced={coalesced}: {}",
+                analysis.flows[0].finding.sentence
+            );
+            assert_eq!(
+                analysis.flows[0].requests,
+                1 + u32::from(matches!(
+                    story,
+                    Story::Completed | Story::RaceCrossed | Story::NatReset
+                )),
+                "{story:?}"
+            );
+        }
+    }
+}
+
+/// The stories keep-alive probes cannot change: a NAT's timer does count them as traffic,
+/// so the NAT story keeps its own rule.
+fn probe_story() -> impl Strategy<Value = Story> {
+    prop_oneof![
+        Just(Story::Completed),
+        Just(Story::IdleClosed),
+        Just(Story::RaceCrossed),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// TCP keep-alive probes and their ACKs in the idle stretches (every second, as Node's
+    /// Agent sends them, or at any other interval) are traffic, never data, answers or the
+    /// last activity of either side: in the clear or over TLS, no verdict changes.
+    #[test]
+    fn keepalive_probes_in_idle_gaps_change_no_verdict(
+        story in probe_story(),
+        rtt in 2i64..200,
+        interval_ms in 300i64..2_000,
+        one_byte in any::<bool>(),
+        tls in any::<bool>(),
+    ) {
+        let (segs, server_port) = if tls {
+            (tls_conversation(story, rtt, START, false), 443)
+        } else {
+            (conversation(story, rtt, START), 80)
+        };
+        let probed = with_keepalive_probes(&segs, interval_ms * MS, rtt * MS, one_byte);
+        prop_assume!(probed.len() > segs.len());
+        let base = analyse(&encode_to(&segs, 40000, server_port, 7, 9));
+        let analysis = analyse(&encode_to(&probed, 40000, server_port, 7, 9));
+        prop_assert_eq!(verdicts(&analysis), vec![(40000, story.verdict())]);
+        let (a, b) = (&analysis.flows[0], &base.flows[0]);
+        prop_assert_eq!(a.requests, b.requests);
+        prop_assert_eq!(a.finding.evidence.request_idle_s, b.finding.evidence.request_idle_s);
+        prop_assert_eq!(
+            a.finding.evidence.server_close_idle_s,
+            b.finding.evidence.server_close_idle_s
+        );
+    }
+
+    /// A TLS record split across two segments (inside its header or its body), anywhere in
+    /// the conversation: no verdict changes.
+    #[test]
+    fn a_tls_record_split_across_segments_changes_no_verdict(
+        story in story(),
+        rtt in 2i64..200,
+        coalesced in any::<bool>(),
+        pick in any::<prop::sample::Index>(),
+        cut_at in any::<prop::sample::Index>(),
+    ) {
+        let segs = tls_conversation(story, rtt, START, coalesced);
+        let with_payload: Vec<usize> =
+            (0..segs.len()).filter(|&i| segs[i].payload.len() >= 2).collect();
+        let index = with_payload[pick.index(with_payload.len())];
+        let cut = 1 + cut_at.index(segs[index].payload.len() - 1);
+        let split = split_segment(&segs, index, cut);
+        let analysis = analyse(&encode_to(&split, 40000, 443, 7, 9));
+        prop_assert_eq!(verdicts(&analysis), vec![(40000, story.verdict())]);
+    }
+
+    /// Two records written back to back that go out in one segment (Node's Finished and
+    /// first request, a response's two records, a close_notify with the FIN): no verdict
+    /// changes.
+    #[test]
+    fn tls_records_coalesced_in_one_segment_change_no_verdict(
+        story in story(),
+        rtt in 2i64..200,
+        pick in any::<prop::sample::Index>(),
+    ) {
+        let segs = tls_conversation(story, rtt, START, false);
+        let pairs = coalescible(&segs);
+        let index = pairs[pick.index(pairs.len())];
+        let joined = coalesce(&segs, index);
+        let analysis = analyse(&encode_to(&joined, 40000, 443, 7, 9));
+        prop_assert_eq!(verdicts(&analysis), vec![(40000, story.verdict())]);
     }
 }

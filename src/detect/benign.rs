@@ -52,6 +52,16 @@ fn judge(flow: &Flow, evidence: &mut Evidence) -> (Verdict, String) {
             evidence.close_notify = Some(close.close_notify.is_some());
             evidence.close_notify_frame = close.close_notify.map(|s| s.frame);
             evidence.connection_close = Some(flow.connection_close);
+            if close.idle_before.is_none() && !flow.connection_close {
+                return (
+                    Verdict::IdleClosed,
+                    format!(
+                        "server closed first (FIN #{}); how long the connection had been idle is not visible: the capture began {} before",
+                        close.fin.frame,
+                        human(close.fin.ts.since(flow.first.ts))
+                    ),
+                );
+            }
             let idle = close.idle_before.unwrap_or(0);
             if flow.connection_close || idle < IMMEDIATE_CLOSE {
                 let why = if flow.connection_close {

@@ -150,6 +150,7 @@ mod tests {
                 ack,
                 flags: TcpFlags(flags),
                 ttl: 64,
+                window: 64240,
                 payload_len: payload.len() as u32,
                 payload,
             };

@@ -98,7 +98,8 @@ impl Verdict {
 #[derive(Debug, Clone, Copy)]
 pub struct Thresholds {
     /// Silence longer than this before a request that is reset means a middlebox forgot
-    /// the connection. AWS NAT Gateway: 350 s.
+    /// the connection, when the wire cannot tell who sent the RST (AWS NAT Gateway: 350 s).
+    /// A reset a middlebox sent counts sooner (`MIDDLEBOX_RESET_IDLE`).
     pub nat_idle: Nanos,
     /// Silence longer than this before a request that gets nothing back while the client
     /// retransmits it means a middlebox forgot the connection and drops its packets.
@@ -106,6 +107,16 @@ pub struct Thresholds {
 }
 
 pub const DEFAULT_NAT_IDLE: Nanos = 350 * NANOS_PER_SEC;
+
+/// A reset that the wire shows a middlebox sent (its own TTL, or sooner than a round trip)
+/// after this much silence is a NAT idle reset, whatever `--nat-idle` says above it. Many
+/// common timers are far below AWS NAT Gateway's 350 s: Azure NAT Gateway 4 min, firewalls
+/// and home NATs from 60 s; at 350 s they would go unseen. 20 s is far longer than any
+/// round trip or the gaps of a busy pool, and shorter than those timers.
+pub const MIDDLEBOX_RESET_IDLE: Nanos = 20 * NANOS_PER_SEC;
+
+/// ... and at least this many round trips: a silence that is long for the path.
+pub const MIDDLEBOX_RESET_RTTS: i64 = 100;
 
 /// Lower than `DEFAULT_NAT_IDLE` on purpose. The devices that drop silently forget sooner
 /// by default (Azure Load Balancer: 4 min) and can be set as low as 60 s (AWS Network
@@ -166,6 +177,13 @@ pub struct Evidence {
     pub close_notify: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub close_notify_frame: Option<u64>,
+    /// Server data that answered nothing right before its close: HTTP/2's GOAWAY.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub close_prelude_frame: Option<u64>,
+    /// `http2_goaway` (seen in the clear), `tls_record_before_close_notify`, or
+    /// `data_before_fin`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub close_prelude: Option<&'static str>,
     /// How the request met the close: `crossed_in_flight` or `sent_after_fin`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub crossing: Option<&'static str>,

@@ -1,13 +1,13 @@
 //! The NAT idle reset: a middlebox forgot a connection that sat idle too long and told
 //! nobody; the client's next request on it was answered by RST, with no FIN and no response.
 
-use super::{Evidence, Finding, Thresholds, Verdict};
+use super::{Evidence, Finding, MIDDLEBOX_RESET_IDLE, MIDDLEBOX_RESET_RTTS, Thresholds, Verdict};
 use crate::flow::{CaptureSide, Flow};
 use crate::time::{human, secs};
 
 pub fn nat_idle_reset(flow: &Flow, thresholds: &Thresholds) -> Option<Finding> {
     let request = flow.last_request?;
-    if request.answered.is_some() || request.silence_before <= thresholds.nat_idle {
+    if request.answered.is_some() {
         return None;
     }
     let rst = flow
@@ -33,19 +33,36 @@ pub fn nat_idle_reset(flow: &Flow, thresholds: &Thresholds) -> Option<Finding> {
             "a middlebox",
             format!("TTL {} differs from the server's {ttl}", rst.ttl),
         ),
-        (_, Some(rtt)) if flow.capture_side() == CaptureSide::Client && to_rst * 2 < rtt => (
-            "middlebox",
-            "a middlebox",
-            format!(
-                "it came {} after the request, faster than the {} round trip",
-                human(to_rst),
-                human(rtt)
-            ),
-        ),
-        (Some(ttl), Some(rtt)) if ttl == rst.ttl && to_rst * 2 >= rtt => (
+        (_, Some(rtt))
+            if flow.capture_side() == CaptureSide::Client && to_rst.saturating_mul(2) < rtt =>
+        {
+            (
+                "middlebox",
+                "a middlebox",
+                format!(
+                    "it came {} after the request, faster than the {} round trip",
+                    human(to_rst),
+                    human(rtt)
+                ),
+            )
+        }
+        // Timing tells only where the round trip shows: on the client's side.
+        (Some(ttl), Some(rtt))
+            if ttl == rst.ttl
+                && flow.capture_side() == CaptureSide::Client
+                && to_rst.saturating_mul(2) >= rtt =>
+        {
+            (
+                "server",
+                "the server",
+                format!("TTL {ttl} matches the server's and it took a round trip"),
+            )
+        }
+        // A capture on the server's host sees only the resets the server sent itself.
+        (Some(ttl), _) if ttl == rst.ttl && flow.capture_side() == CaptureSide::Server => (
             "server",
             "the server",
-            format!("TTL {ttl} matches the server's and it took a round trip"),
+            format!("TTL {ttl} matches the server's, captured on the server's side"),
         ),
         _ => (
             "unknown",
@@ -53,6 +70,24 @@ pub fn nat_idle_reset(flow: &Flow, thresholds: &Thresholds) -> Option<Finding> {
             "TTL and timing do not tell".to_string(),
         ),
     };
+    let silence = request.silence_before;
+    let long_enough = match sent_by {
+        // A middlebox's reset after a silence far longer than the round trip, and longer
+        // than any the flow survived: its idle timer, however short.
+        "middlebox" => {
+            silence > thresholds.nat_idle.min(MIDDLEBOX_RESET_IDLE)
+                && rtt.is_none_or(|rtt| silence >= rtt.saturating_mul(MIDDLEBOX_RESET_RTTS))
+                && flow
+                    .longest_survived_silence
+                    .is_none_or(|survived| silence > survived)
+        }
+        // The server's own reset is the server's story, not a middlebox's.
+        "server" => false,
+        _ => silence > thresholds.nat_idle,
+    };
+    if !long_enough {
+        return None;
+    }
 
     let mut evidence = Evidence::for_flow(flow);
     evidence.answer = Some("rst");

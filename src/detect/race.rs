@@ -3,7 +3,7 @@
 //! arrived, and got no response.
 
 use super::{Evidence, Finding, IMMEDIATE_CLOSE, Verdict};
-use crate::flow::{CaptureSide, Flow};
+use crate::flow::{CaptureSide, Flow, ServerClose};
 use crate::time::{human, secs};
 
 pub fn keepalive_race(flow: &Flow) -> Option<Finding> {
@@ -17,9 +17,10 @@ pub fn keepalive_race(flow: &Flow) -> Option<Finding> {
     if close.fin_ack.after(request.seq) {
         return None;
     }
-    // An idle close, not a close right after a response.
-    let close_idle = close.idle_before?;
-    if close_idle < IMMEDIATE_CLOSE || flow.connection_close {
+    // An idle close, not a close right after a response. A capture that begins with the
+    // request shows no idle before the close; the request still met it.
+    let close_idle = close.idle_before;
+    if close_idle.is_some_and(|idle| idle < IMMEDIATE_CLOSE) || flow.connection_close {
         return None;
     }
     // The close came before any reset of the request: a request reset first (and the
@@ -37,9 +38,11 @@ pub fn keepalive_race(flow: &Flow) -> Option<Finding> {
 
     let mut evidence = Evidence::for_flow(flow);
     evidence.server_fin_frame = Some(close.fin.frame);
-    evidence.server_close_idle_s = Some(secs(close_idle));
+    evidence.server_close_idle_s = close_idle.map(secs);
     evidence.close_notify = Some(close.close_notify.is_some());
     evidence.close_notify_frame = close.close_notify.map(|s| s.frame);
+    evidence.close_prelude_frame = close.prelude.map(|s| s.frame);
+    evidence.close_prelude = close.prelude.map(|_| prelude_kind(flow, close));
     evidence.crossing = Some(if sent_after_fin {
         "sent_after_fin"
     } else {
@@ -51,10 +54,13 @@ pub fn keepalive_race(flow: &Flow) -> Option<Finding> {
     evidence.rst_from = rst.map(|_| "server");
     evidence.rst_ttl = rst.map(|r| r.ttl);
 
-    let idle = request
-        .idle_before
-        .map(|i| format!(" after {} idle", human(i)))
-        .unwrap_or_default();
+    let idle = match request.idle_before {
+        Some(i) => format!(" after {} idle", human(i)),
+        None => format!(
+            " (the capture began {} before it: the idle before it is not visible)",
+            human(request.at.ts.since(flow.first.ts))
+        ),
+    };
     let offset = human(request_minus_fin.abs());
     let side = match flow.capture_side() {
         CaptureSide::Client => "at the client",
@@ -77,28 +83,62 @@ pub fn keepalive_race(flow: &Flow) -> Option<Finding> {
             close.fin.frame
         )
     };
+    let prelude = match close.prelude {
+        Some(p) => format!(
+            ", {} #{}",
+            prelude_phrase(prelude_kind(flow, close)),
+            p.frame
+        ),
+        None => String::new(),
+    };
     let notify = match close.close_notify {
-        Some(alert) => format!(", close_notify #{}", alert.frame),
-        None => ", no close_notify".to_string(),
+        Some(alert) => format!("{prelude}, close_notify #{}", alert.frame),
+        None if flow.tls.is_some() => format!("{prelude}, no close_notify"),
+        None => prelude,
+    };
+    let closed = match close_idle {
+        Some(idle) => format!("server closed after {} idle", human(idle)),
+        None => "how long the server had been idle is not visible".to_string(),
     };
     let answer = match rst {
         Some(r) => format!("answered by RST #{}", r.at.frame),
         None => "no answer".to_string(),
     };
     let sentence = format!(
-        "request #{}{idle} {how}; server closed after {} idle{notify}; {answer}",
+        "request #{}{idle} {how}; {closed}{notify}; {answer}",
         request.at.frame,
-        human(close_idle),
     );
-    let fix = format!(
-        "set the client's max idle time to {} s, below the server's {:.2} s keep-alive",
-        crate::advice::max_idle_below_server(secs(close_idle)),
-        secs(close_idle)
-    );
+    let fix = match close_idle {
+        Some(idle) => format!(
+            "set the client's max idle time to {} s, below the server's {:.2} s keep-alive",
+            crate::advice::max_idle_below_server(secs(idle)),
+            secs(idle)
+        ),
+        None => "set the client's max idle time below the server's keep-alive timeout (this flow does not show it: the capture began mid-connection)".to_string(),
+    };
     Some(Finding {
         verdict: Verdict::KeepaliveRace,
         evidence,
         sentence,
         fix: Some(fix),
     })
+}
+
+/// What the server sent before its close_notify and FIN that answered no request.
+fn prelude_kind(flow: &Flow, close: ServerClose) -> &'static str {
+    if close.goaway {
+        "http2_goaway"
+    } else if flow.tls.is_some() && close.close_notify.is_some() {
+        "tls_record_before_close_notify"
+    } else {
+        "data_before_fin"
+    }
+}
+
+fn prelude_phrase(kind: &str) -> &'static str {
+    match kind {
+        "http2_goaway" => "HTTP/2 GOAWAY",
+        "tls_record_before_close_notify" => "a record that answered nothing (HTTP/2's GOAWAY)",
+        _ => "data that answered nothing",
+    }
 }

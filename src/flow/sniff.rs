@@ -51,6 +51,9 @@ pub enum Payload {
     Other,
 }
 
+/// What an HTTP/2 client sends first on a connection in the clear (RFC 9113 3.4).
+pub const HTTP2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
 pub const HTTP_METHODS: [&[u8]; 9] = [
     b"GET ",
     b"POST ",
