@@ -68,3 +68,17 @@ fn read_ahead_thread_ends_with_its_file() {
         assert_eq!(read_ahead_threads(), 0);
     }
 }
+
+/// Damaged timestamps (the capture_file fuzzer's input: a handshake whose gaps are near
+/// i64's ends) made `Flow::capture_side` overflow `4 * gap`: a panic in a debug build, a
+/// wrong capture side in a release build. Timestamp differences saturate now.
+#[test]
+fn damaged_timestamps_do_not_overflow_the_capture_side() {
+    let _reading = READING.lock().unwrap_or_else(|e| e.into_inner());
+    let analysis = analyze_file(
+        "testdata/regression/capture-side-overflow.pcap",
+        &Settings::default(),
+    )
+    .unwrap();
+    assert_eq!(analysis.flows.len(), 2);
+}

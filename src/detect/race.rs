@@ -56,6 +56,10 @@ pub fn keepalive_race(flow: &Flow) -> Option<Finding> {
 
     let idle = match request.idle_before {
         Some(i) => format!(" after {} idle", human(i)),
+        None if request.at.frame == flow.first.frame => {
+            " (the first packet captured of this connection: the idle before it is not visible)"
+                .to_string()
+        }
         None => format!(
             " (the capture began {} before it: the idle before it is not visible)",
             human(request.at.ts.since(flow.first.ts))
