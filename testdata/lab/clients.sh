@@ -73,8 +73,9 @@ if [ -z "$ONLY" ] || [[ "$ONLY" == *go* || "$ONLY" == *jdk* || "$ONLY" == *apach
     bash "$LAB/clients/build.sh" "$WORK/bin" > "$WORK/build.log" 2>&1 || { cat "$WORK/build.log" >&2; exit 1; }
 fi
 GO="$WORK/bin/sweep"
-JDK="$WORK/bin/jdk-sweep"
-APACHE="$WORK/bin/apache-sweep"
+JARS=/usr/share/java/httpclient.jar:/usr/share/java/httpcore.jar:/usr/share/java/commons-logging.jar
+JDK=(java -cp "$WORK/bin/java" JdkSweep)
+APACHE=(java -cp "$WORK/bin/java:$JARS" ApacheSweep)
 NODE=(node "$LAB/clients/node/sweep.js")
 
 fresh_namespaces
@@ -193,11 +194,11 @@ phase go-h1-tls13 9443 0 "$(q "$GO" --url "$(U 9443)" -tls13 --idles "$GO_IDLES"
 phase go-h2-tls13 9445 1 \
     "$(q "$GO" --url "$(U 9445)" -h2 -tls13 -method GET --idles "$GO_IDLES" --log "$CLOG" --client-name go-h2-tls13-get)" \
     "$(q "$GO" --url "$(U 9445)" -h2 -tls13 -method POST --idles "$GO_IDLES" --log "$CLOG" --client-name go-h2-tls13-post)"
-phase jdk-tls13 9443 0 "$(q "$JDK" --url "$(U 9443)" --idles "$JDK_IDLES" --log "$CLOG" --client-name jdk-tls13)"
-phase apache-tls12 9444 0 "$(q "$APACHE" --url "$(U 9444)" --idles "$APACHE_IDLES" --log "$CLOG" --client-name apache-tls12)"
-phase apache-tls13 9443 0 "$(q "$APACHE" --url "$(U 9443)" --idles "$APACHE_IDLES" --log "$CLOG" --client-name apache-tls13)"
+phase jdk-tls13 9443 0 "$(q "${JDK[@]}" --url "$(U 9443)" --tls13 --idles "$JDK_IDLES" --log "$CLOG" --client-name jdk-tls13)"
+phase apache-tls12 9444 0 "$(q "${APACHE[@]}" --url "$(U 9444)" --tls12 --idles "$APACHE_IDLES" --log "$CLOG" --client-name apache-tls12)"
+phase apache-tls13 9443 0 "$(q "${APACHE[@]}" --url "$(U 9443)" --tls13 --idles "$APACHE_IDLES" --log "$CLOG" --client-name apache-tls13)"
 phase haproxy-go-h1-tls13 9446 0 "$(q "$GO" --url "$(U 9446)" -tls13 --idles "$GO_IDLES" --log "$CLOG" --client-name haproxy-go-h1-tls13)"
-phase haproxy-apache-tls13 9446 0 "$(q "$APACHE" --url "$(U 9446)" --idles "$APACHE_IDLES" --log "$CLOG" --client-name haproxy-apache-tls13)"
+phase haproxy-apache-tls13 9446 0 "$(q "${APACHE[@]}" --url "$(U 9446)" --tls13 --idles "$APACHE_IDLES" --log "$CLOG" --client-name haproxy-apache-tls13)"
 
 log "waiting for the NAT clients (bounded, 120 s)"
 for p in $NAT_GO $NAT_NODE; do

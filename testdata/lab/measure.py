@@ -162,18 +162,32 @@ def analyse(f, h2c=(frozenset(), frozenset())):
     close = sfin
     closing = []            # the server's close records before its FIN (GOAWAY, close_notify)
     if sfin is not None and tls:
-        lim = H2_CLOSE_MAX if h2 else 40
+        # HTTP/2: nginx writes GOAWAY, close_notify and FIN back to back (tens of
+        # microseconds); a short record further from the FIN is a frame such as a
+        # WINDOW_UPDATE or RST_STREAM the server sent before the client closed
+        lim, win = (H2_CLOSE_MAX, Decimal("0.02")) if h2 else (40, Decimal("0.1"))
         i = P.index(sfin)
         j = i - 1
         cand = None
         while j >= 0:
             q = P[j]
             if q["dir"] == "s" and q["len"] > 0:
-                if q["len"] <= lim and sfin["ts"] - q["ts"] <= Decimal("0.1"):
+                if q["len"] <= lim and sfin["ts"] - q["ts"] <= win:
                     cand = q; closing.insert(0, q); j -= 1; continue
                 break
             if q["dir"] == "c" and q["len"] > 0:
-                break
+                # the client's reply to the server's close record (e.g. Go's crypto/tls
+                # answers close_notify with its own before its FIN): a short record right
+                # before the client's FIN that acknowledges a short server record sent
+                # just before it; walk on
+                reply = (q["len"] <= 40 and cfin is not None
+                         and q["ts"] <= cfin["ts"] <= q["ts"] + Decimal("0.02")
+                         and any(s["dir"] == "s" and 0 < s["len"] <= lim
+                                 and s["seq"] + s["len"] <= q["ack"]
+                                 and sfin["ts"] - s["ts"] <= win and s["ts"] <= q["ts"]
+                                 for s in P[max(0, j - 8):j]))
+                if not reply:
+                    break
             j -= 1
         if sfin["len"] > 0 and sfin["len"] <= lim:
             cand = cand or sfin
@@ -213,17 +227,21 @@ def analyse(f, h2c=(frozenset(), frozenset())):
     if sport in H2C_PORTS:
         creq = [p for p in creq if p["n"] not in control]
     if tls and cfin is not None:
-        # the client's own close (close_notify; HTTP/2: GOAWAY) right before its FIN: short
-        # records within 100 ms before the FIN with no other client data between
-        lim = H2_CLOSE_MAX if h2 else 40
+        # the client's own close (close_notify; HTTP/2: RST_STREAM, GOAWAY) right before its
+        # FIN: records of <= 40 bytes within 100 ms before the FIN, no other client data between
+        lim = 40
         tail = []
         for q in reversed(P[:P.index(cfin) + 1]):
             if q["dir"] != "c" or q["len"] == 0:
                 continue
-            if q["len"] <= lim and cfin["ts"] - q["ts"] <= Decimal("0.1"):
+            if q["len"] <= lim and cfin["ts"] - q["ts"] <= Decimal("0.02") and len(tail) < 2:
                 tail.append(id(q)); continue
             break
         creq = [p for p in creq if id(p) not in tail]
+        cclose = next((q for q in P if id(q) in tail), None)
+    else:
+        cclose = None
+    cclose = cclose or cfin      # the client's first close packet: its close record, else FIN
     if close is not None and close is not sfin:
         # a short client record sent after the client had the server's close record (its
         # ack covers it): the client's own close_notify or GOAWAY, not a request
@@ -240,7 +258,14 @@ def analyse(f, h2c=(frozenset(), frozenset())):
         resp = [p for p in payload if p["dir"] == "s" and p["ts"] >= req["ts"] and p is not close
                 and id(p) not in alert and p["ack"] >= req["seq"] + req["len"]
                 and not (close is not None and p["ts"] >= close["ts"] and tls and p["len"] <= 40)]
-        r["answered"] = bool(resp)
+        # ... or a request the server had acknowledged before it closed (an HTTP/2 control
+        # frame such as a SETTINGS ACK needs no answer; a request that crossed the close was
+        # never acknowledged before it)
+        end = req["seq"] + req["len"]
+        acked_open = close is not None and any(
+            p["dir"] == "s" and p["ack"] >= end and p["ts"] >= req["ts"] and
+            (p["ts"], p["n"]) < (close["ts"], close["n"]) and not p["flags"] & RST for p in P)
+        r["answered"] = bool(resp) or acked_open
     else:
         r["req_idle"] = None
         r["answered"] = True
@@ -273,7 +298,7 @@ def analyse(f, h2c=(frozenset(), frozenset())):
         r["verdict"] = "idle_blackhole"
     elif sfin is None and cfin is None and not rsts:
         r["verdict"] = "open_at_end"
-    elif sfin is not None and (cfin is None or sfin["ts"] <= cfin["ts"]):
+    elif sfin is not None and (cclose is None or (close["ts"], close["n"]) <= (cclose["ts"], cclose["n"])):
         ci = r.get("close_idle")
         r["verdict"] = "idle_closed" if ci is not None and ci >= 1 else "closed_after_response"
     else:
