@@ -112,6 +112,27 @@ impl Payload {
     }
 }
 
+/// HTTP/2's GOAWAY frame type (RFC 9113 6.8).
+const HTTP2_GOAWAY: u8 = 7;
+
+/// Whether the HTTP/2 frames that start `captured` hold a GOAWAY (on stream 0), as far as
+/// the capture holds them.
+pub fn http2_goaway(captured: &[u8]) -> bool {
+    let mut rest = captured;
+    while let [l0, l1, l2, kind, _flags, s0, s1, s2, s3, body @ ..] = rest {
+        let stream = u32::from_be_bytes([*s0 & 0x7f, *s1, *s2, *s3]);
+        if *kind == HTTP2_GOAWAY && stream == 0 {
+            return true;
+        }
+        let len = usize::from(*l0) << 16 | usize::from(*l1) << 8 | usize::from(*l2);
+        let Some(next) = body.get(len..) else {
+            return false;
+        };
+        rest = next;
+    }
+    false
+}
+
 /// Which of `HTTP_METHODS` starts an HTTP/1 request line (one byte in a timeline).
 pub fn http_method_index(captured: &[u8]) -> Option<u8> {
     let index = HTTP_METHODS.iter().position(|m| captured.starts_with(m))?;
@@ -207,6 +228,21 @@ mod tests {
     fn handshake_is_setup() {
         assert!(classify(&[22, 3, 1, 0, 200], 205).is_tls_setup());
         assert!(classify(&[20, 3, 3, 0, 1, 1], 6).is_tls_setup());
+    }
+
+    #[test]
+    fn http2_goaway_frames() {
+        // nginx at its idle timer over h2c: GOAWAY (last stream 1, NO_ERROR).
+        let goaway = [0, 0, 8, 7, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0];
+        assert!(http2_goaway(&goaway));
+        // After a SETTINGS acknowledgement in the same segment.
+        let mut both = vec![0, 0, 0, 4, 1, 0, 0, 0, 0];
+        both.extend(goaway);
+        assert!(http2_goaway(&both));
+        // A DATA frame on stream 1 is not one, nor are cut or foreign bytes.
+        assert!(!http2_goaway(&[0, 0, 2, 0, 1, 0, 0, 0, 1, b'o', b'k']));
+        assert!(!http2_goaway(&goaway[..5]));
+        assert!(!http2_goaway(b"HTTP/1.1 200 OK\r\n"));
     }
 
     #[test]
