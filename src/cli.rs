@@ -186,6 +186,10 @@ pub struct Args {
 
     /// Silence before a request that gets nothing back (no ACK, no RST) while the client
     /// retransmits it, that counts as a middlebox dropping a forgotten connection
+    ///
+    /// When another connection to the same server was answered while the request waited
+    /// (the path worked), 20 s of silence is enough, or this if shorter, once the silence is
+    /// also 100 round trips and longer than any the connection survived.
     #[arg(long, value_name = "DURATION", default_value = "60s")]
     pub blackhole_idle: String,
 

@@ -3,13 +3,13 @@
 //! even an ACK; the client retransmitted it with growing back-off until it gave up (FIN or
 //! RST) or the capture ended. Applications report a hang or a read timeout.
 
-use super::{Evidence, Finding, Thresholds, Verdict};
+use super::{Evidence, Finding, MIDDLEBOX_RESET_IDLE, MIDDLEBOX_RESET_RTTS, Thresholds, Verdict};
 use crate::flow::{End, Flow, Stamp};
 use crate::time::{human, secs};
 
 pub fn idle_blackhole(flow: &Flow, thresholds: &Thresholds) -> Option<Finding> {
     let request = flow.last_request?;
-    if request.answered.is_some() || request.silence_before <= thresholds.blackhole_idle {
+    if request.answered.is_some() {
         return None;
     }
     // The client waited for an acknowledgment that never came.
@@ -68,6 +68,26 @@ pub fn idle_blackhole(flow: &Flow, thresholds: &Thresholds) -> Option<Finding> {
             )
         }
     };
+    // Another connection to the same server was answered while this request waited: the
+    // path worked, so what dropped it had forgotten this connection's idle state, however
+    // short the silence (still far longer than the round trip and than any the connection
+    // survived).
+    let peer = flow
+        .peer_answer
+        .filter(|p| p.at.ts > request.at.ts && p.at.ts <= end.ts);
+    let silence = request.silence_before;
+    let long_enough = silence > thresholds.blackhole_idle
+        || (peer.is_some()
+            && silence > thresholds.blackhole_idle.min(MIDDLEBOX_RESET_IDLE)
+            && flow
+                .rtt()
+                .is_none_or(|rtt| silence >= rtt.saturating_mul(MIDDLEBOX_RESET_RTTS))
+            && flow
+                .longest_survived_silence
+                .is_none_or(|survived| silence > survived));
+    if !long_enough {
+        return None;
+    }
     let span = last_retransmission.ts.since(request.at.ts);
     let server_quiet = request.at.ts.since(server_last.ts);
 
@@ -81,6 +101,8 @@ pub fn idle_blackhole(flow: &Flow, thresholds: &Thresholds) -> Option<Finding> {
     evidence.server_last_frame = Some(server_last.frame);
     evidence.server_last_before_request_s = Some(secs(server_quiet));
     evidence.server_ttl = flow.from_server.ttl;
+    evidence.peer_answer_flow = peer.map(|p| p.flow);
+    evidence.peer_answer_frame = peer.map(|p| p.at.frame);
 
     let retransmissions = match request.retransmissions {
         1 => "retransmitted once".to_string(),
@@ -95,6 +117,15 @@ pub fn idle_blackhole(flow: &Flow, thresholds: &Thresholds) -> Option<Finding> {
         server_last.frame,
         human(server_quiet),
     );
+    let sentence = match peer {
+        Some(p) => format!(
+            "{sentence}; meanwhile flow {} to the same server was answered (#{}, {} after this request): the path worked, this connection's state was forgotten",
+            p.flow,
+            p.at.frame,
+            human(p.at.ts.since(request.at.ts))
+        ),
+        None => sentence,
+    };
     let fix = format!(
         "set the client's max idle time, or TCP keepalive, below the middlebox's idle timeout (it dropped this connection after {} of silence; Azure Load Balancer drops silently after 4 min by default), and a read timeout so that a hang fails fast",
         human(request.silence_before)
@@ -131,11 +162,17 @@ mod tests {
 
     /// One connection, its packets numbered from frame 1.
     fn flow(packets: &[Packet]) -> Flow {
-        let client: std::net::SocketAddr = "198.18.8.2:51001".parse().unwrap();
+        let on_one: Vec<(u16, Packet)> = packets.iter().map(|&p| (51001, p)).collect();
+        flows(&on_one).pop().unwrap()
+    }
+
+    /// Connections to one server from the given client ports, in order of first packet.
+    fn flows(packets: &[(u16, Packet)]) -> Vec<Flow> {
         let server: std::net::SocketAddr = "198.19.8.2:8090".parse().unwrap();
         let mut table = FlowTable::new(Vec::new());
         let mut done = Vec::new();
-        for (i, &(t, from_client, flags, seq, ack, payload)) in packets.iter().enumerate() {
+        for (i, &(port, (t, from_client, flags, seq, ack, payload))) in packets.iter().enumerate() {
+            let client = std::net::SocketAddr::new([198, 18, 8, 2].into(), port);
             let (src, dst, seq, ack) = if from_client {
                 (client, server, 100 + seq, 500 + ack)
             } else {
@@ -161,7 +198,9 @@ mod tests {
             table.observe(&segment, at, &mut |f| done.push(f));
         }
         table.finish_all(&mut |f| done.push(f));
-        *done.pop().unwrap()
+        let mut done: Vec<Flow> = done.into_iter().map(|f| *f).collect();
+        done.sort_by_key(|f| f.id);
+        done
     }
 
     /// A request and its answer, then `idle` seconds of nothing: the frames 1-7 every
@@ -259,6 +298,48 @@ mod tests {
             ..Thresholds::default()
         };
         assert!(idle_blackhole(&flow(&packets), &lower).is_some());
+    }
+
+    #[test]
+    fn a_short_silence_while_another_connection_is_answered_is_lost_state() {
+        let (get, ok) = (GET.len() as u32, OK.len() as u32);
+        let mut packets: Vec<(u16, Packet)> = answered_then_idle()
+            .into_iter()
+            .map(|p| (51001, p))
+            .collect();
+        packets.extend([
+            (51001, second_request(30.11)),
+            (51001, second_request(30.37)),
+        ]);
+        let other = [
+            (30.50, C, SYN, 0, 0, b"" as &[u8]),
+            (30.55, S, SYN_ACK, 0, 1, b""),
+            (30.55, C, ACK, 1, 1, b""),
+            (30.56, C, PSH_ACK, 1, 1, GET),
+            (30.61, S, PSH_ACK, 1, 1 + get, OK),
+        ];
+        packets.extend(other.into_iter().map(|p| (51002, p)));
+        packets.extend([
+            (51001, second_request(30.89)),
+            (
+                51001,
+                (40.11, C, FIN_ACK, 1 + 2 * get, 1 + ok, b"" as &[u8]),
+            ),
+        ]);
+        let all = flows(&packets);
+        let finding = judge(&all[0]).expect("lost state, though 30 s is under --blackhole-idle");
+        assert_eq!(finding.evidence.peer_answer_flow, Some(2));
+        assert_eq!(finding.evidence.peer_answer_frame, Some(14));
+        assert!(
+            finding.sentence.contains(
+                "meanwhile flow 2 to the same server was answered (#14, 500 ms after this request)"
+            ),
+            "{}",
+            finding.sentence
+        );
+        // Alone, the same 30 s proves nothing: the path itself may have been down.
+        let alone: Vec<(u16, Packet)> = packets.into_iter().filter(|p| p.0 == 51001).collect();
+        assert!(judge(&flows(&alone)[0]).is_none());
     }
 
     #[test]

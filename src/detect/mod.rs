@@ -227,6 +227,12 @@ pub struct Evidence {
     pub server_last_frame: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub server_last_before_request_s: Option<f64>,
+    /// Another connection to the same server answered while this request waited: its
+    /// flow id and the answer's frame.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer_answer_flow: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer_answer_frame: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub connection_close: Option<bool>,
 }

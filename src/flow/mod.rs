@@ -158,6 +158,17 @@ pub struct HttpLines {
 /// Packets kept per flow for its timeline: the end of a flow is where its failure is.
 pub const TIMELINE_PACKETS: usize = 12;
 
+/// A request answered on another connection to the same server: the path to it worked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerAnswer {
+    pub flow: u64,
+    pub at: Stamp,
+}
+
+/// How long the latest answer per server is kept: Linux gives up on a retransmitted request
+/// after about 15 minutes (tcp_retries2), so no request waits longer for its verdict.
+pub const PEER_ANSWER_HORIZON: Nanos = 15 * 60 * crate::time::NANOS_PER_SEC;
+
 /// How the flow's record came to an end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum End {
@@ -234,6 +245,8 @@ pub struct Flow {
     pub longest_survived_silence: Option<Nanos>,
     /// The silence before the client's latest packet.
     client_silence: Nanos,
+    /// When it was handed on: the latest answer the server gave on another connection.
+    pub peer_answer: Option<PeerAnswer>,
     pub end: End,
     /// The flow's last packets, oldest first (at most `TIMELINE_PACKETS`).
     pub recent: VecDeque<PacketNote>,
@@ -308,6 +321,7 @@ impl Flow {
             longest_answered_silence: None,
             longest_survived_silence: None,
             client_silence: 0,
+            peer_answer: None,
             end: End::CaptureEnd,
             recent: VecDeque::with_capacity(TIMELINE_PACKETS),
             http_lines: None,
@@ -846,6 +860,11 @@ pub struct FlowTable {
     next_id: u64,
     max_flows: usize,
     evicted: u64,
+    /// Per server, the latest request answered on any of its connections: a request that
+    /// got nothing back while another connection was answered met lost state, not a dead
+    /// path. Pruned to `PEER_ANSWER_HORIZON` once it outgrows `answers_limit`.
+    answers: Answers,
+    answers_limit: usize,
 }
 
 /// As many connections as a busy node's own conntrack table holds (nf_conntrack_max is
@@ -869,6 +888,8 @@ impl FlowTable {
             next_id: 1,
             max_flows: max_flows.max(1),
             evicted: 0,
+            answers: Default::default(),
+            answers_limit: ANSWERS_PRUNE_AT,
         }
     }
 
@@ -939,7 +960,15 @@ impl FlowTable {
             if same_connection {
                 let was_closed = flow.is_closed();
                 let from_client = flow.client == src;
+                let responses = flow.responses;
                 flow.observe(seg, at, from_client);
+                if flow.responses != responses {
+                    let answer = PeerAnswer { flow: flow.id, at };
+                    self.answers.insert(flow.server, answer);
+                    if self.answers.len() > self.answers_limit {
+                        prune_answers(&mut self.answers, &mut self.answers_limit, at.ts);
+                    }
+                }
                 if was_closed || !flow.is_closed() {
                     return None;
                 }
@@ -956,7 +985,7 @@ impl FlowTable {
                 } else {
                     End::CaptureEnd
                 };
-                done(finish(old, end));
+                done(self.hand_on(old, end));
             }
         }
 
@@ -1022,7 +1051,7 @@ impl FlowTable {
             }
             if let Some(flow) = self.flows.remove(&key, hash) {
                 self.evicted += 1;
-                done(finish(flow, End::Evicted));
+                done(self.hand_on(flow, End::Evicted));
             }
             return;
         }
@@ -1050,7 +1079,7 @@ impl FlowTable {
             // each probe of it is a miss. (`entry` would also reserve room for an insert.)
             let hash = self.flows.hash(&key);
             match self.flows.remove(&key, hash) {
-                Some(flow) if flow.id == id => done(finish(flow, End::Closed)),
+                Some(flow) if flow.id == id => done(self.hand_on(flow, End::Closed)),
                 // Rare: the 4-tuple was reused, and this is the newer connection.
                 Some(newer) => {
                     self.flows.insert(hash, newer);
@@ -1072,16 +1101,33 @@ impl FlowTable {
             } else {
                 End::CaptureEnd
             };
-            done(finish(flow, end));
+            done(self.hand_on(flow, end));
         }
+    }
+
+    /// Boxed, as the table holds it: a flow is 900 bytes, and moving it out of its box to
+    /// hand it on was two copies of it per flow.
+    fn hand_on(&self, mut flow: Box<Flow>, end: End) -> Box<Flow> {
+        flow.end = end;
+        flow.peer_answer = self
+            .answers
+            .get(&flow.server)
+            .filter(|a| a.flow != flow.id)
+            .copied();
+        flow
     }
 }
 
-/// Boxed, as the table holds it: a flow is 760 bytes, and moving it out of its box to hand
-/// it on was two copies of it per flow.
-fn finish(mut flow: Box<Flow>, end: End) -> Box<Flow> {
-    flow.end = end;
-    flow
+/// Servers whose latest answer is kept before old ones are pruned.
+const ANSWERS_PRUNE_AT: usize = 4096;
+
+type Answers = std::collections::HashMap<SocketAddr, PeerAnswer, foldhash::fast::RandomState>;
+
+/// Drops the answers older than the horizon; if most are recent, lets the map grow (it
+/// holds one entry per server answered within the horizon).
+fn prune_answers(answers: &mut Answers, limit: &mut usize, now: Timestamp) {
+    answers.retain(|_, a| now.since(a.at.ts) <= PEER_ANSWER_HORIZON);
+    *limit = (2 * answers.len()).max(ANSWERS_PRUNE_AT);
 }
 
 #[cfg(test)]
@@ -1418,16 +1464,16 @@ mod tests {
 #[cfg(test)]
 mod size {
     /// An open idle flow is kept for as long as it lives (a NAT reset needs it), possibly
-    /// for days, next to many others: it must not grow unnoticed. Today 904 bytes, plus
+    /// for days, next to many others: it must not grow unnoticed. Today 936 bytes, plus
     /// its timeline ring on the heap (12 notes of 40 bytes) and, for TLS, its record walk.
     /// (712 until issue 8: an idle blackhole's evidence needs the server's last packet and
     /// the request's last retransmission; 760 until issue 13: answers matched by
     /// acknowledgement, the GOAWAY before a close, zero-window probes, the longest silence
-    /// the path survived.)
+    /// the path survived, the latest answer on another connection to the same server.)
     #[test]
     fn a_tracked_flow_stays_small() {
         let size = std::mem::size_of::<super::Flow>();
-        assert!(size <= 904, "Flow grew to {size} bytes");
+        assert!(size <= 936, "Flow grew to {size} bytes");
         let note = std::mem::size_of::<super::PacketNote>();
         assert!(note <= 40, "PacketNote grew to {note} bytes");
     }
