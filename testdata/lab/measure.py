@@ -250,18 +250,29 @@ def analyse(f, h2c=(frozenset(), frozenset())):
     if creq:
         top = max(p["seq"] for p in creq)
         req = next(p for p in creq if p["seq"] == top)   # first transmission
+        req_end = req["seq"] + req["len"]
+        # a request written in several segments (e.g. the JDK's POST: headers, then the
+        # body, in separate TLS records): the studied request starts at the first segment
+        # of the burst, the client data right before it in sequence that the client sent
+        # with no server data in between
+        while True:
+            prev = next((p for p in creq if p["seq"] + p["len"] == req["seq"] and p["ts"] <= req["ts"]), None)
+            if prev is None or any(q["dir"] == "s" and q["len"] > 0 and prev["ts"] <= q["ts"] <= req["ts"]
+                                   for q in payload):
+                break
+            req = prev
     r["req"] = req
     if req is not None:
         lp = last_payload_before(req)
         r["req_idle"] = (req["ts"] - lp["ts"]) if lp else None
         # an answer: server data that acknowledges the request's last byte
         resp = [p for p in payload if p["dir"] == "s" and p["ts"] >= req["ts"] and p is not close
-                and id(p) not in alert and p["ack"] >= req["seq"] + req["len"]
+                and id(p) not in alert and p["ack"] >= req_end
                 and not (close is not None and p["ts"] >= close["ts"] and tls and p["len"] <= 40)]
         # ... or a request the server had acknowledged before it closed (an HTTP/2 control
         # frame such as a SETTINGS ACK needs no answer; a request that crossed the close was
         # never acknowledged before it)
-        end = req["seq"] + req["len"]
+        end = req_end
         acked_open = close is not None and any(
             p["dir"] == "s" and p["ack"] >= end and p["ts"] >= req["ts"] and
             (p["ts"], p["n"]) < (close["ts"], close["n"]) and not p["flags"] & RST for p in P)
@@ -340,11 +351,11 @@ def access_log(d):
 
 
 def sweep_path(path):
-    """/sweep/IDLE/N -> ("IDLE" with two decimals, N), else None"""
+    """/sweep/IDLE/N -> (IDLE rounded to 4 decimals, N), else None"""
     v = path.split("?")[0].strip("/").split("/")
     if len(v) == 3 and v[0] == "sweep":
         try:
-            return "%.2f" % float(v[1]), int(v[2])
+            return round(float(v[1]), 4), int(v[2])
         except ValueError:
             return None
     return None
@@ -373,7 +384,7 @@ def clients_row(name, side, f, r, entries, acc, rtt, problems):
         how = "access log"
         paths = [sp for sp in (sweep_path(x[2]) for x in served) if sp]
         idles = {i for i, _ in paths}
-        cands = [e for e in entries if "%.2f" % e["idle"] in idles]
+        cands = [e for e in entries if round(float(e["idle"]), 4) in idles]
         if len(cands) == 1:
             lg = cands[0]
             conn = "first" if any(n == 1 for _, n in paths) else "second"
@@ -383,9 +394,9 @@ def clients_row(name, side, f, r, entries, acc, rtt, problems):
     if lg is None:
         problems.append("%s %s -> %s: no client-log entry (verdict %s)" % (name, cl, sv, v))
         bits.append("?")
-        return "; ".join(bits)
-    idle = "%.2f" % lg["idle"]
-    bits.append("%s sweep idle=%s, %s connection" % (lg["client"], idle, conn)
+        return "; ".join(bits), None
+    idle = round(float(lg["idle"]), 4)
+    bits.append("%s sweep idle=%s, %s connection" % (lg["client"], "%.2f" % idle if idle == round(idle, 2) else idle, conn)
                 + (" (joined by the server's access log)" if how != "lport" else ""))
     second_here = any(sweep_path(x[2]) == (idle, 2) for x in served)
     second_elsewhere = [k[1] for k, xs in acc.items() if k[0] == sv[1] and k[1] != cl[1]
@@ -419,7 +430,7 @@ def clients_row(name, side, f, r, entries, acc, rtt, problems):
             other = lg.get("lport2") if lg.get("lport2") not in (None, cl[1]) else (
                 second_elsewhere[0] if second_elsewhere else None)
             if other is not None:
-                note = " (retried on a new connection, port %s)" % other
+                note = "; retried on a new connection, port %s" % other
             else:
                 problems.append("%s %s: client says %r but capture verdict %s" % (name, cl, out, v))
         elif failed != cap_failed:
@@ -429,7 +440,7 @@ def clients_row(name, side, f, r, entries, acc, rtt, problems):
             problems.append("%s %s (second connection): client says %r, capture verdict %s"
                             % (name, cl, out, v))
     bits.append("client: " + out + note)
-    return "; ".join(bits)
+    return "; ".join(bits), conn
 
 
 def main():
@@ -477,13 +488,13 @@ def main():
                     sa = next((p for p in P if p["flags"] & SYN and p["flags"] & ACK), None)
                     if syn and sa:
                         hs.append(float(sa["ts"] - syn["ts"]))
-                nat = sv[1] == 9447
+                scen, conn = clients_row(name, side, f, r, entries, acc, rtt, problems)
+                nat = sv[1] == 9447 and conn == "first"   # the NAT run's idle request
                 req_idle = close_idle = "-"
                 if v in ("keepalive_race", "nat_idle_reset", "idle_blackhole") or (nat and v == "completed"):
                     req_idle = f6(r["req_idle"]) if r.get("req_idle") is not None else "-"
                 if v in ("keepalive_race", "idle_closed") and r.get("close_idle") is not None:
                     close_idle = f6(r["close_idle"])
-                scen = clients_row(name, side, f, r, entries, acc, rtt, problems)
                 rows.append([name, ep(cl[0], cl[1], v6), ep(sv[0], sv[1], v6), v, req_idle,
                              close_idle, "-", "-", scen, P[0]["ts"]])
                 continue
@@ -578,6 +589,8 @@ def main():
         o.write("# server_close_idle_s: ts(server's first close packet: TLS close_notify if any, else FIN) - ts(last earlier payload the server had seen:\n")
         o.write("#   client data the close does not acknowledge is left out, so a request crossing the close does not hide the keep-alive timeout)\n")
         o.write("# retransmissions (idle_blackhole): later client packets carrying the request's first byte again; retransmission_span_s: ts(the last of them) - ts(the request)\n")
+        o.write("# lab/clients.sh captures (ports 9080, 9443-9447): with HTTP/2 the server's close starts at its GOAWAY (h2c: tshark's http2 dissector; TLS: the short record before the close_notify);\n")
+        o.write("#   a server segment answers the request only if it acknowledges the request's last byte; the client's own close records are not requests\n")
         for r in sorted(rows, key=lambda r: (r[0], r[9])):
             o.write("\t".join(r[:9]) + "\n")
     os.replace(a.out + ".tmp", a.out)
