@@ -28,8 +28,9 @@
 #   HTTP/2, :9080 h2c, :9447 TLS 1.3 with a 1800 s idle timeout (NAT run), the others
 #   keepalive_timeout 5s; HAProxy (haproxy.cfg.in) :9446 TLS 1.3, timeout http-keep-alive 5s.
 #
-# HOW LONG: ~3 minutes (the phases run one after the other, ~9 s each, while the NAT
-#   run's 75 s idle goes on).
+# HOW LONG: ~2 minutes (the phases run one after the other, ~9-11 s each, while the NAT
+#   run's 75 s idle goes on). ONLY="node-tls13 nat60" runs just those phases (with
+#   LAB_OUT=dir for a smoke test: do not commit its captures).
 #
 # Usage: sudo testdata/lab/clients.sh    (LAB_OUT=dir writes elsewhere)
 set -euo pipefail

@@ -33,6 +33,25 @@ A close_notify is recognised without TLS dissection (so it also works with
 -s 96): a server->client segment of <= 40 payload bytes on a TLS port that is
 followed by the server's FIN within 100 ms with no other server data between.
 
+lab/clients.sh's captures (server ports 9080, 9443-9447; its client log and the
+servers' access logs are read from DIR/lab/last-run-clients/ whatever --clients says):
+  * HTTP/2: the server's close starts at its GOAWAY (h2c: tshark's http2 dissector;
+    TLS: a short record within 20 ms before the close_notify and FIN), so the GOAWAY is
+    neither activity in the idle times nor an answer;
+  * a server segment answers the request only if its ack covers the request's last
+    byte; a request the server acknowledged before its close is no race (an HTTP/2
+    control frame needs no answer); h2c client packets without HEADERS or DATA are not
+    requests;
+  * the client's own close records (close_notify, RST_STREAM, GOAWAY: <= 40-byte records
+    within 20 ms before its FIN, or sent after it had the server's close) are not
+    requests, and the server's close is found past the client's reply to it; who closed
+    first is judged by each side's first close packet;
+  * a request written in several segments starts at its first segment;
+  * flows are joined with the client log by lport / lport2, else through the access log
+    by the URL path /sweep/IDLE/N; a failure on the wire that the client retried on a
+    new connection is consistent (marked with that connection's port).
+These rules leave every row of the run.sh and blackhole.sh captures as it was.
+
 usage: measure.py --dir testdata --clients testdata/lab/last-run/clients.jsonl
                   [--clients testdata/lab/last-run-blackhole/clients.jsonl]
                   --out testdata/expected.tsv [--delay-ms 25]
