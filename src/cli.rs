@@ -174,24 +174,24 @@ pub struct Args {
     #[arg(long, value_name = "HOST[:PORT]")]
     pub target: Vec<String>,
 
-    /// Silence before a reset request that counts as a NAT idle reset when the wire cannot
-    /// tell who sent the RST
+    /// Silence before a request answered by RST that counts as a NAT idle reset [default:
+    /// 20s when the RST plainly came from a middlebox, 350s when the capture cannot tell]
     ///
-    /// A reset that a middlebox sent (its TTL differs from the server's, or it came sooner
-    /// than a round trip) counts after 20 s of silence, or this if shorter, once the silence
-    /// is also 100 round trips and longer than any the connection survived. The server's
-    /// own reset (its TTL, a full round trip) is never one.
-    #[arg(long, value_name = "DURATION", default_value = "350s")]
-    pub nat_idle: String,
+    /// A middlebox's RST has a TTL unlike the server's, or comes sooner than a round trip;
+    /// its silence must also be 100 round trips and longer than any the connection
+    /// survived. The server's own RST (its TTL, a full round trip) is never one. Given, the
+    /// one value holds whoever sent the RST.
+    #[arg(long, value_name = "DURATION")]
+    pub nat_idle: Option<String>,
 
     /// Silence before a request that gets nothing back (no ACK, no RST) while the client
-    /// retransmits it, that counts as a middlebox dropping a forgotten connection
+    /// retransmits it, that counts as a middlebox dropping a forgotten connection [default:
+    /// 20s when another connection to the same server was answered meanwhile, 60s otherwise]
     ///
-    /// When another connection to the same server was answered while the request waited
-    /// (the path worked), 20 s of silence is enough, or this if shorter, once the silence is
-    /// also 100 round trips and longer than any the connection survived.
-    #[arg(long, value_name = "DURATION", default_value = "60s")]
-    pub blackhole_idle: String,
+    /// The shorter default also needs a silence of 100 round trips, longer than any the
+    /// connection survived. Given, the one value holds either way.
+    #[arg(long, value_name = "DURATION")]
+    pub blackhole_idle: Option<String>,
 
     /// Output: a table for people, or JSON for scripts
     #[arg(long, value_enum, default_value_t = Format::Table)]
@@ -306,8 +306,15 @@ impl Config {
             .map(|t| t.parse::<Target>().map_err(anyhow::Error::msg))
             .collect::<Result<Vec<_>>>()
             .context("--target")?;
-        let nat_idle = parse_duration("--nat-idle", &args.nat_idle)?;
-        let blackhole_idle = parse_duration("--blackhole-idle", &args.blackhole_idle)?;
+        let nanos = |d: std::time::Duration| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX);
+        let mut thresholds = Thresholds::default();
+        if let Some(idle) = &args.nat_idle {
+            thresholds = thresholds.with_nat_idle(nanos(parse_duration("--nat-idle", idle)?));
+        }
+        if let Some(idle) = &args.blackhole_idle {
+            thresholds =
+                thresholds.with_blackhole_idle(nanos(parse_duration("--blackhole-idle", idle)?));
+        }
         let duration = args
             .duration
             .as_deref()
@@ -386,10 +393,7 @@ impl Config {
             settings: Settings {
                 bpf,
                 targets,
-                thresholds: Thresholds {
-                    nat_idle: i64::try_from(nat_idle.as_nanos()).unwrap_or(i64::MAX),
-                    blackhole_idle: i64::try_from(blackhole_idle.as_nanos()).unwrap_or(i64::MAX),
-                },
+                thresholds,
                 // The table without --all lists flagged flows only.
                 keep_benign: !matches!(output, Output::Table { all: false, .. }),
                 count: args.count,

@@ -16,7 +16,7 @@ static READING: Mutex<()> = Mutex::new(());
 fn reset_before_a_late_server_fin_is_not_a_keepalive_race() {
     let _reading = READING.lock().unwrap_or_else(|e| e.into_inner());
     let mut settings = Settings::default();
-    settings.thresholds.nat_idle = 2_000_000_000;
+    settings.thresholds = settings.thresholds.with_nat_idle(2_000_000_000);
     let analysis =
         analyze_file("testdata/regression/reset-before-late-fin.pcap", &settings).unwrap();
     let verdicts: Vec<(u16, &str)> = analysis

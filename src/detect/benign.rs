@@ -44,8 +44,22 @@ fn judge(flow: &Flow, evidence: &mut Evidence) -> (Verdict, String) {
     }
 
     if let Some(close) = flow.server_close {
-        let server_first = client_fin.is_none_or(|c| c.frame > close.fin.frame)
-            && client_rst.is_none_or(|r| r.at.frame > close.fin.frame);
+        // The server's close began with its first close packet: a GOAWAY or close_notify
+        // can draw the client's FIN before the server's own FIN arrives.
+        let began = close
+            .prelude
+            .or(close.close_notify)
+            .map_or(close.fin.frame, |s| s.frame);
+        // And the client's with its close_notify, where it sent one.
+        let client_began = match (
+            client_fin.map(|f| f.frame),
+            flow.tls.as_ref().and_then(|t| t.client_alert_frame),
+        ) {
+            (Some(fin), Some(alert)) => Some(fin.min(alert)),
+            (fin, alert) => fin.or(alert),
+        };
+        let server_first =
+            client_began.is_none_or(|c| c > began) && client_rst.is_none_or(|r| r.at.frame > began);
         if server_first {
             evidence.server_fin_frame = Some(close.fin.frame);
             evidence.server_close_idle_s = close.idle_before.map(secs);

@@ -3,7 +3,7 @@
 //! even an ACK; the client retransmitted it with growing back-off until it gave up (FIN or
 //! RST) or the capture ended. Applications report a hang or a read timeout.
 
-use super::{Evidence, Finding, MIDDLEBOX_RESET_IDLE, MIDDLEBOX_RESET_RTTS, Thresholds, Verdict};
+use super::{Evidence, Finding, Thresholds, Verdict, idle_for_a_middlebox};
 use crate::flow::{End, Flow, Stamp};
 use crate::time::{human, secs};
 
@@ -69,22 +69,15 @@ pub fn idle_blackhole(flow: &Flow, thresholds: &Thresholds) -> Option<Finding> {
         }
     };
     // Another connection to the same server was answered while this request waited: the
-    // path worked, so what dropped it had forgotten this connection's idle state, however
-    // short the silence (still far longer than the round trip and than any the connection
-    // survived).
+    // path worked, so what dropped it had forgotten this connection's idle state, though
+    // the silence was shorter.
     let peer = flow
         .peer_answer
         .filter(|p| p.at.ts > request.at.ts && p.at.ts <= end.ts);
     let silence = request.silence_before;
     let long_enough = silence > thresholds.blackhole_idle
         || (peer.is_some()
-            && silence > thresholds.blackhole_idle.min(MIDDLEBOX_RESET_IDLE)
-            && flow
-                .rtt()
-                .is_none_or(|rtt| silence >= rtt.saturating_mul(MIDDLEBOX_RESET_RTTS))
-            && flow
-                .longest_survived_silence
-                .is_none_or(|survived| silence > survived));
+            && idle_for_a_middlebox(flow, silence, thresholds.corroborated_blackhole_idle));
     if !long_enough {
         return None;
     }
@@ -293,10 +286,7 @@ mod tests {
         let mut packets = answered_then_idle();
         packets.extend([second_request(30.11), second_request(30.37)]);
         assert!(judge(&flow(&packets)).is_none());
-        let lower = Thresholds {
-            blackhole_idle: 20 * crate::time::NANOS_PER_SEC,
-            ..Thresholds::default()
-        };
+        let lower = Thresholds::default().with_blackhole_idle(20 * crate::time::NANOS_PER_SEC);
         assert!(idle_blackhole(&flow(&packets), &lower).is_some());
     }
 

@@ -94,36 +94,66 @@ impl Verdict {
     }
 }
 
-/// The thresholds the stories use, from the command line.
+/// The thresholds the stories use, from the command line. How much silence makes an idle
+/// story depends on how sure the wire is that a middlebox answered: `--nat-idle` and
+/// `--blackhole-idle` set both figures of their story to one value.
 #[derive(Debug, Clone, Copy)]
 pub struct Thresholds {
     /// Silence longer than this before a request that is reset means a middlebox forgot
     /// the connection, when the wire cannot tell who sent the RST (AWS NAT Gateway: 350 s).
-    /// A reset a middlebox sent counts sooner (`MIDDLEBOX_RESET_IDLE`).
     pub nat_idle: Nanos,
+    /// The same, for a RST the wire shows a middlebox sent (its own TTL, or sooner than a
+    /// round trip).
+    pub middlebox_nat_idle: Nanos,
     /// Silence longer than this before a request that gets nothing back while the client
     /// retransmits it means a middlebox forgot the connection and drops its packets.
     pub blackhole_idle: Nanos,
+    /// The same, when another connection to the same server was answered meanwhile: the
+    /// path worked.
+    pub corroborated_blackhole_idle: Nanos,
+}
+
+impl Thresholds {
+    /// `--nat-idle`: one figure, whoever sent the RST.
+    pub fn with_nat_idle(self, idle: Nanos) -> Thresholds {
+        Thresholds {
+            nat_idle: idle,
+            middlebox_nat_idle: idle,
+            ..self
+        }
+    }
+
+    /// `--blackhole-idle`: one figure, corroborated or not.
+    pub fn with_blackhole_idle(self, idle: Nanos) -> Thresholds {
+        Thresholds {
+            blackhole_idle: idle,
+            corroborated_blackhole_idle: idle,
+            ..self
+        }
+    }
 }
 
 pub const DEFAULT_NAT_IDLE: Nanos = 350 * NANOS_PER_SEC;
 
 /// A reset that the wire shows a middlebox sent (its own TTL, or sooner than a round trip)
-/// after this much silence is a NAT idle reset, whatever `--nat-idle` says above it. Many
-/// common timers are far below AWS NAT Gateway's 350 s: Azure NAT Gateway 4 min, firewalls
-/// and home NATs from 60 s; at 350 s they would go unseen. 20 s is far longer than any
-/// round trip or the gaps of a busy pool, and shorter than those timers.
-pub const MIDDLEBOX_RESET_IDLE: Nanos = 20 * NANOS_PER_SEC;
+/// after this much silence is a NAT idle reset by default. Many common timers are far below
+/// AWS NAT Gateway's 350 s: Azure NAT Gateway 4 min, firewalls and home NATs from 60 s; at
+/// 350 s they would go unseen. 20 s is far longer than any round trip or the gaps of a busy
+/// pool, and shorter than those timers. The same figure holds for an idle blackhole while
+/// another connection to the same server was answered.
+pub const DEFAULT_MIDDLEBOX_IDLE: Nanos = 20 * NANOS_PER_SEC;
 
-/// ... and at least this many round trips: a silence that is long for the path.
-pub const MIDDLEBOX_RESET_RTTS: i64 = 100;
+/// ... and the silence must be at least this many round trips, and longer than any the
+/// connection survived: long for the path, and longer than the middlebox's timer can be.
+pub const MIDDLEBOX_IDLE_RTTS: i64 = 100;
 
 /// Lower than `DEFAULT_NAT_IDLE` on purpose. The devices that drop silently forget sooner
 /// by default (Azure Load Balancer: 4 min) and can be set as low as 60 s (AWS Network
 /// Firewall, Gateway Load Balancer); at 350 s the most common of them would go unseen. And
 /// the wire says more than for a reset: not one packet came back while the client
 /// retransmitted, so less rests on the idle. Below a minute of quiet, a request that gets
-/// nothing back is more likely a broken path or a dead server than an idle timer.
+/// nothing back is more likely a broken path or a dead server than an idle timer, unless
+/// another connection to the same server was answered meanwhile.
 pub const DEFAULT_BLACKHOLE_IDLE: Nanos = 60 * NANOS_PER_SEC;
 
 /// A server that closes within this of its last payload closed after a response
@@ -134,9 +164,24 @@ impl Default for Thresholds {
     fn default() -> Self {
         Thresholds {
             nat_idle: DEFAULT_NAT_IDLE,
+            middlebox_nat_idle: DEFAULT_MIDDLEBOX_IDLE,
             blackhole_idle: DEFAULT_BLACKHOLE_IDLE,
+            corroborated_blackhole_idle: DEFAULT_MIDDLEBOX_IDLE,
         }
     }
+}
+
+/// Whether `silence` before a request is long enough for a middlebox's idle timer on this
+/// flow: over `threshold`, at least `MIDDLEBOX_IDLE_RTTS` round trips, and longer than any
+/// silence the connection survived.
+fn idle_for_a_middlebox(flow: &Flow, silence: Nanos, threshold: Nanos) -> bool {
+    silence > threshold
+        && flow
+            .rtt()
+            .is_none_or(|rtt| silence >= rtt.saturating_mul(MIDDLEBOX_IDLE_RTTS))
+        && flow
+            .longest_survived_silence
+            .is_none_or(|survived| silence > survived)
 }
 
 /// A verdict with its evidence: the figures (JSON) and one sentence (table).

@@ -1,7 +1,7 @@
 //! The NAT idle reset: a middlebox forgot a connection that sat idle too long and told
 //! nobody; the client's next request on it was answered by RST, with no FIN and no response.
 
-use super::{Evidence, Finding, MIDDLEBOX_RESET_IDLE, MIDDLEBOX_RESET_RTTS, Thresholds, Verdict};
+use super::{Evidence, Finding, Thresholds, Verdict, idle_for_a_middlebox};
 use crate::flow::{CaptureSide, Flow};
 use crate::time::{human, secs};
 
@@ -72,15 +72,9 @@ pub fn nat_idle_reset(flow: &Flow, thresholds: &Thresholds) -> Option<Finding> {
     };
     let silence = request.silence_before;
     let long_enough = match sent_by {
-        // A middlebox's reset after a silence far longer than the round trip, and longer
-        // than any the flow survived: its idle timer, however short.
-        "middlebox" => {
-            silence > thresholds.nat_idle.min(MIDDLEBOX_RESET_IDLE)
-                && rtt.is_none_or(|rtt| silence >= rtt.saturating_mul(MIDDLEBOX_RESET_RTTS))
-                && flow
-                    .longest_survived_silence
-                    .is_none_or(|survived| silence > survived)
-        }
+        // A middlebox's reset after a silence long for the path: its idle timer, however
+        // short.
+        "middlebox" => idle_for_a_middlebox(flow, silence, thresholds.middlebox_nat_idle),
         // The server's own reset is the server's story, not a middlebox's.
         "server" => false,
         _ => silence > thresholds.nat_idle,

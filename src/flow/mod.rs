@@ -75,6 +75,9 @@ pub struct Request {
     pub last_retransmission: Option<Stamp>,
     /// The server's first payload after it.
     pub answered: Option<Stamp>,
+    /// The server sent data after it that did not acknowledge it (the rest of an earlier
+    /// answer): whatever acknowledges it later is not a plain answer, and may begin a close.
+    server_data_after: bool,
 }
 
 /// The server's first FIN, and the TLS close alert sent right before it.
@@ -254,12 +257,13 @@ pub struct Flow {
     pub http_lines: Option<Box<HttpLines>>,
     last_payload: Option<Timestamp>,
     last_activity: Option<Timestamp>,
-    pending_alert: Option<(Stamp, Option<Nanos>)>,
     /// The server's latest data that answered no request, and the idle measured before it:
     /// where its close began if a close follows at once.
     pending_prelude: Option<Prelude>,
     /// The client's latest new data.
     last_payload_from_client: Option<Timestamp>,
+    /// The server's latest new data.
+    last_payload_from_server: Option<Timestamp>,
 }
 
 /// Server data that answered no request: where its close began if a close follows at once.
@@ -270,7 +274,16 @@ struct Prelude {
     idle: Option<Nanos>,
     /// It held an HTTP/2 GOAWAY frame, seen in the clear.
     goaway: bool,
+    /// The flow's last payload before it: the close's own packets are not payload, so the
+    /// idle before a later request is measured from here.
+    payload_before: Option<Timestamp>,
+    /// The client's next sequence number then: whether it sent anything since.
+    client_next: Option<Seq>,
 }
+
+/// The largest segment that can begin a close while acknowledging the client's last bytes:
+/// a GOAWAY is 17 bytes, 39 as a TLS 1.3 record; an HTTP/1 response head is larger.
+pub const CLOSE_PRELUDE_MAX_BYTES: u32 = 64;
 
 /// Client data after this long without any of its own, while its previous request is
 /// still unanswered but was received, is a new request: the earlier bytes wanted no answer
@@ -327,9 +340,9 @@ impl Flow {
             http_lines: None,
             last_payload: None,
             last_activity: None,
-            pending_alert: None,
             pending_prelude: None,
             last_payload_from_client: None,
+            last_payload_from_server: None,
         }
     }
 
@@ -509,7 +522,13 @@ impl Flow {
             if dir.fin.is_none() {
                 dir.fin = Some(at);
                 if !from_client && self.server_close.is_none() {
-                    self.server_close = Some(self.close_at(at, fin_seq, Seq(seg.ack)));
+                    let close = self.close_at(at, fin_seq, Seq(seg.ack));
+                    if close.prelude.is_some()
+                        && let Some(p) = self.pending_prelude
+                    {
+                        self.last_payload = p.payload_before;
+                    }
+                    self.server_close = Some(close);
                 }
             }
             self.note_activity(at);
@@ -521,13 +540,21 @@ impl Flow {
     /// before that, data that answered nothing (GOAWAY) if they came right before.
     fn close_at(&self, fin: Stamp, fin_seq: Seq, fin_ack: Seq) -> ServerClose {
         let recent = |s: &Stamp, to: Stamp| to.ts.since(s.ts) <= CLOSE_PRELUDE_WINDOW;
-        let (close_notify, first_close, idle_at_alert) = match self.pending_alert {
+        let pending_alert = self.tls.as_ref().and_then(|t| t.pending_alert);
+        let (close_notify, first_close, idle_at_alert) = match pending_alert {
             Some((alert, idle)) => (Some(alert), alert, Some(idle)),
             None => (None, fin, None),
         };
-        let prelude = self
-            .pending_prelude
-            .filter(|p| recent(&p.at, first_close) && p.at.frame <= first_close.frame);
+        // A close the client prompted does not begin with the data before it: the client
+        // sent something after that data (its own GOAWAY, close_notify or FIN), and the
+        // server's FIN acknowledges it.
+        let prompted = |p: &Prelude| {
+            let next = self.from_client.next_seq;
+            next != p.client_next && next.is_some_and(|n| !fin_ack.before(n))
+        };
+        let prelude = self.pending_prelude.filter(|p| {
+            recent(&p.at, first_close) && p.at.frame <= first_close.frame && !prompted(p)
+        });
         let idle_before = match (prelude, idle_at_alert) {
             (Some(p), _) => p.idle,
             (None, Some(idle)) => idle,
@@ -644,10 +671,23 @@ impl Flow {
             Some(w) => match w.data_at {
                 Some(offset) => new_data.plus(offset),
                 None => {
+                    if w.only_alert
+                        && let Some(t) = self.tls.as_mut()
+                    {
+                        t.client_alert_frame.get_or_insert(at.frame);
+                    }
                     self.note_payload(at);
                     return;
                 }
             },
+            // HTTP/2 in the clear: connection control (SETTINGS, PING, WINDOW_UPDATE, the
+            // client's own GOAWAY) asks for no answer.
+            None if self.http2_clear
+                && sniff::http2_carries_request(seg.payload, seg.payload_len) == Some(false) =>
+            {
+                self.note_payload(at);
+                return;
+            }
             None => new_data,
         };
         let received =
@@ -678,6 +718,7 @@ impl Flow {
                     retransmissions: 0,
                     last_retransmission: None,
                     answered: None,
+                    server_data_after: false,
                 });
             }
         }
@@ -698,14 +739,23 @@ impl Flow {
             Some(w) => (w.data_at.is_some(), w.ends_with_alert),
             None => (true, false),
         };
+        let server_quiet = self
+            .last_payload_from_server
+            .replace(at.ts)
+            .map(|t| at.ts.since(t));
         if !data && !alert {
             // TLS set-up.
             self.note_payload(at);
             return;
         }
         if data {
+            // Measured now, while the last payload is still the one before it.
+            let idle = self.server_idle_reference(ack).map(|t| at.ts.since(t));
             // An answer acknowledges the request's bytes: data that does not (GOAWAY, a
             // PING or SETTINGS frame, a push) was sent before the server had the request.
+            // A plain answer is the server's first data after the request; a close can
+            // begin with data that acknowledges client bytes sent while the server was
+            // still sending (an HTTP/2 SETTINGS acknowledgement, acknowledged by a GOAWAY).
             let answers = match self.last_request.as_mut() {
                 Some(r) if r.answered.is_none() && !ack.before(r.first_end) => {
                     r.answered = Some(at);
@@ -715,25 +765,40 @@ impl Flow {
                             .unwrap_or(0)
                             .max(r.silence_before),
                     );
-                    true
+                    !r.server_data_after
+                }
+                Some(r) if r.answered.is_none() => {
+                    r.server_data_after = true;
+                    false
                 }
                 _ => false,
             };
-            self.pending_alert = None;
+            if let Some(t) = self.tls.as_mut() {
+                t.pending_alert = None;
+            }
             let goaway = self.http2_clear && sniff::http2_goaway(seg.payload);
+            // A close begins after the server was quiet: data right behind other server
+            // data is more of an answer (a ticket, a response's next record).
+            let after_quiet = server_quiet.is_none_or(|quiet| quiet > CLOSE_PRELUDE_WINDOW);
+            // A small segment after the server's quiet may begin its close even though it
+            // acknowledges the client's last bytes: an HTTP/2 GOAWAY acknowledges the
+            // SETTINGS acknowledgement the client sent seconds before.
+            let small = seg.payload_len <= CLOSE_PRELUDE_MAX_BYTES;
             self.pending_prelude = match self.pending_prelude {
-                _ if answers => None,
+                _ if answers && !(after_quiet && small) => None,
                 // More of it, right behind: the prelude began earlier.
                 Some(p) if at.ts.since(p.at.ts) <= CLOSE_PRELUDE_WINDOW => Some(Prelude {
                     goaway: p.goaway || goaway,
                     ..p
                 }),
-                // Measured now, while the last payload is still the one before it.
-                _ => Some(Prelude {
+                _ if after_quiet => Some(Prelude {
                     at,
-                    idle: self.server_idle_reference(ack).map(|t| at.ts.since(t)),
+                    idle,
                     goaway,
+                    payload_before: self.last_payload,
+                    client_next: self.from_client.next_seq,
                 }),
+                _ => None,
             };
             if payload == Payload::HttpResponse
                 && let Some(head) = sniff::response_head(seg.payload)
@@ -747,20 +812,15 @@ impl Flow {
             }
         }
         // Not an answer: most likely the close_notify before a FIN. Measured now, while
-        // the last payload is still the one before it (or before the prelude). The rest of
-        // an alert already pending (split across segments) changes nothing.
-        if self
-            .pending_alert
-            .is_some_and(|(alert, _)| at.ts.since(alert.ts) <= CLOSE_PRELUDE_WINDOW)
+        // the last payload is still the one before it. The rest of an alert already
+        // pending (split across segments) changes nothing.
+        let idle = self.server_idle_reference(ack).map(|t| at.ts.since(t));
+        if let Some(t) = self.tls.as_mut()
+            && t.pending_alert
+                .is_none_or(|(alert, _)| at.ts.since(alert.ts) > CLOSE_PRELUDE_WINDOW)
         {
-            self.note_activity(at);
-            return;
+            t.pending_alert = Some((at, idle));
         }
-        let idle = match self.pending_prelude {
-            Some(p) if at.ts.since(p.at.ts) <= CLOSE_PRELUDE_WINDOW => p.idle,
-            _ => self.server_idle_reference(ack).map(|t| at.ts.since(t)),
-        };
-        self.pending_alert = Some((at, idle));
         self.note_activity(at);
     }
 
@@ -1464,7 +1524,7 @@ mod tests {
 #[cfg(test)]
 mod size {
     /// An open idle flow is kept for as long as it lives (a NAT reset needs it), possibly
-    /// for days, next to many others: it must not grow unnoticed. Today 936 bytes, plus
+    /// for days, next to many others: it must not grow unnoticed. Today 944 bytes, plus
     /// its timeline ring on the heap (12 notes of 40 bytes) and, for TLS, its record walk.
     /// (712 until issue 8: an idle blackhole's evidence needs the server's last packet and
     /// the request's last retransmission; 760 until issue 13: answers matched by
@@ -1473,7 +1533,7 @@ mod size {
     #[test]
     fn a_tracked_flow_stays_small() {
         let size = std::mem::size_of::<super::Flow>();
-        assert!(size <= 936, "Flow grew to {size} bytes");
+        assert!(size <= 944, "Flow grew to {size} bytes");
         let note = std::mem::size_of::<super::PacketNote>();
         assert!(note <= 40, "PacketNote grew to {note} bytes");
     }

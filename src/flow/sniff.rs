@@ -133,6 +133,37 @@ pub fn http2_goaway(captured: &[u8]) -> bool {
     false
 }
 
+/// What the HTTP/2 frames of a client segment in the clear carry: `Some(true)` when one of
+/// them is part of a request (HEADERS, CONTINUATION or DATA), `Some(false)` when every one is
+/// connection control (SETTINGS, PING, WINDOW_UPDATE, GOAWAY, RST_STREAM, PRIORITY), and
+/// `None` when the bytes are not whole frames as far as `len` and the capture go.
+pub fn http2_carries_request(captured: &[u8], len: u32) -> Option<bool> {
+    const DATA: u8 = 0;
+    const HEADERS: u8 = 1;
+    const CONTINUATION: u8 = 9;
+    let skip = if captured.starts_with(HTTP2_PREFACE) {
+        HTTP2_PREFACE.len()
+    } else {
+        0
+    };
+    let mut at = skip;
+    let len = len as usize;
+    if at >= len {
+        return Some(false);
+    }
+    while at < len {
+        let header = captured.get(at..at + 9)?;
+        let kind = header[3];
+        if matches!(kind, DATA | HEADERS | CONTINUATION) {
+            return Some(true);
+        }
+        let frame =
+            usize::from(header[0]) << 16 | usize::from(header[1]) << 8 | usize::from(header[2]);
+        at += 9 + frame;
+    }
+    (at == len).then_some(false)
+}
+
 /// Which of `HTTP_METHODS` starts an HTTP/1 request line (one byte in a timeline).
 pub fn http_method_index(captured: &[u8]) -> Option<u8> {
     let index = HTTP_METHODS.iter().position(|m| captured.starts_with(m))?;
@@ -243,6 +274,28 @@ mod tests {
         assert!(!http2_goaway(&[0, 0, 2, 0, 1, 0, 0, 0, 1, b'o', b'k']));
         assert!(!http2_goaway(&goaway[..5]));
         assert!(!http2_goaway(b"HTTP/1.1 200 OK\r\n"));
+    }
+
+    #[test]
+    fn http2_control_frames_are_not_requests() {
+        // SETTINGS acknowledgement, then a client GOAWAY: control only.
+        let control = [
+            0, 0, 0, 4, 1, 0, 0, 0, 0, 0, 0, 8, 7, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0,
+        ];
+        assert_eq!(http2_carries_request(&control, 26), Some(false));
+        // A HEADERS frame on stream 3.
+        let headers = [0, 0, 2, 1, 5, 0, 0, 0, 3, 0x82, 0x84];
+        assert_eq!(http2_carries_request(&headers, 11), Some(true));
+        // The preface with SETTINGS, no request yet.
+        let mut preface = HTTP2_PREFACE.to_vec();
+        preface.extend([0, 0, 0, 4, 0, 0, 0, 0, 0]);
+        assert_eq!(
+            http2_carries_request(&preface, preface.len() as u32),
+            Some(false)
+        );
+        // Cut by the capture, or not frames at all: unknown.
+        assert_eq!(http2_carries_request(&control[..12], 26), None);
+        assert_eq!(http2_carries_request(b"GET / HTTP/1.1", 14), None);
     }
 
     #[test]

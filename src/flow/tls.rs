@@ -4,10 +4,12 @@
 //! apart by where it stands in the handshake, never by its size, so every client
 //! application-data record after it is a request or part of one, however small.
 
+use super::Stamp;
 use super::sniff::{
     TLS_ALERT, TLS_APPLICATION_DATA, TLS_CHANGE_CIPHER_SPEC, TLS_HANDSHAKE, TLS13_ALERT_MAX_RECORD,
     TlsRecord, tls_record,
 };
+use crate::time::Nanos;
 
 /// What a record is to the detectors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,6 +73,11 @@ pub struct TlsState {
     /// The server sent application-data records before the client's Finished: TLS 1.3's
     /// encrypted handshake.
     server_encrypted_handshake: bool,
+    /// The server's alert (its close_notify) not yet followed by data, and the idle the
+    /// server had seen when it sent it.
+    pub pending_alert: Option<(Stamp, Option<Nanos>)>,
+    /// The frame of the client's first alert (its close_notify): where its close began.
+    pub client_alert_frame: Option<u64>,
 }
 
 /// The ServerHello's supported_versions extension (RFC 8446 4.2.1).

@@ -71,6 +71,7 @@ H2C_PORTS = {9080}               # cleartext: the GOAWAY is found by tshark's ht
 H2_CLOSE_MAX = 64                # a GOAWAY record (TLS 1.3: 39 bytes) + close_notify (24)
 SERVER_PORTS = {80, 81, 443, 444, 8443, 8444, 8080} | BLACKHOLE_PORTS | set(CLIENTS_PORTS)
 BLACKHOLE_IDLE_S = Decimal(60)
+BURST_GAP_S = Decimal("0.5")
 FIELDS = ["frame.time_epoch", "ip.src", "ipv6.src", "tcp.srcport", "ip.dst", "ipv6.dst",
           "tcp.dstport", "tcp.len", "tcp.flags", "ip.ttl", "ipv6.hlim", "tcp.seq",
           "frame.number", "tcp.ack"]
@@ -169,7 +170,9 @@ def analyse(f, h2c=(frozenset(), frozenset())):
     r["srv_ttl"] = collections.Counter(srv_ttls).most_common(1)[0][0] if srv_ttls else None
     rsts = [p for p in P if p["flags"] & RST]
     r["rsts"] = [(p["dir"], p["ttl"]) for p in rsts]
-    if not synack and any(p["dir"] == "s" for p in rsts):
+    syn = any(p["flags"] & SYN and not p["flags"] & ACK for p in P)
+    # refused: a SYN answered by RST (a capture that began mid-connection has no SYN)
+    if syn and not synack and any(p["dir"] == "s" for p in rsts):
         r["verdict"] = "refused"
         return r
     payload = [p for p in P if p["len"] > 0]
@@ -278,6 +281,11 @@ def analyse(f, h2c=(frozenset(), frozenset())):
             prev = next((p for p in creq if p["seq"] + p["len"] == req["seq"] and p["ts"] <= req["ts"]), None)
             if prev is None or any(q["dir"] == "s" and q["len"] > 0 and prev["ts"] <= q["ts"] <= req["ts"]
                                    for q in payload):
+                break
+            # ... written together: a client quiet of BURST_GAP_S or more before a segment
+            # starts a new burst (an HTTP/2 SETTINGS ACK sent seconds before is not part of
+            # the request that follows it)
+            if req["ts"] - prev["ts"] >= BURST_GAP_S:
                 break
             req = prev
     r["req"] = req
