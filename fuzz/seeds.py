@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Makes the fuzzers' seed corpus from the committed lab captures (testdata/).
 
-Written to fuzz/seeds/<target>/. capture_file: the small NAT captures whole (pcap, SLL2, pcapng), and the first records of
-a race capture in each classic form (Ethernet, SLL, nanosecond, -s 96).
+Written to fuzz/seeds/<target>/. capture_file: the small NAT captures and the mid-connection race whole (pcap, SLL2, pcapng),
+and the first records of a race capture in each classic form (Ethernet, SLL, nanosecond,
+-s 96) and of the real-client captures (Node over TLS 1.3 and h2c, Go over HTTP/2).
 packets: the same records re-encoded as the `packets` target reads them: a link-type
 index, then per packet tag 0x00, a 2-byte millisecond step and a 2-byte length.
 Run from anywhere: python3 fuzz/seeds.py
@@ -35,13 +36,15 @@ def write(kind, name, blob):
         f.write(blob)
 
 
-for name in ["nat-client.pcap", "nat-client-any.pcap", "nat-client-any.pcapng"]:
+for name in ["nat-client.pcap", "nat-client-any.pcap", "nat-client-any.pcapng",
+             "race-plain-client-midstream.pcap"]:
     with open(os.path.join(TESTDATA, name), "rb") as f:
         write("capture_file", name, f.read())
 
 for name in ["race-tls12-client.pcap", "race-tls12-client-sll.pcap",
              "race-tls12-client-nano.pcap", "race-tls12-client-s96.pcap",
-             "race-plain-client.pcap", "nat-client.pcap", "nat-client-any.pcap"]:
+             "race-plain-client.pcap", "nat-client.pcap", "nat-client-any.pcap",
+             "node-tls13-client.pcap", "node-h2c-client.pcap", "go-h2-tls13-client.pcap"]:
     header, linktype, recs = records(os.path.join(TESTDATA, name), 40)
     write("capture_file", "head-" + name, header + b"".join(r for _, r in recs))
     seed, last = bytearray([LINKS.index(linktype)]), recs[0][0]
