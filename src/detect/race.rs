@@ -163,7 +163,9 @@ mod tests {
         let get: &[u8] = b"GET / HTTP/1.1\r\n\r\n";
         let ok: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
         let (g, o) = (get.len() as u32, ok.len() as u32);
-        let packets: [(i64, bool, u8, u32, u32, &[u8]); 7] = [
+        // (time, from the client?, flags, seq, ack, payload)
+        type Packet<'a> = (i64, bool, u8, u32, u32, &'a [u8]);
+        let packets: [Packet; 7] = [
             (0, true, TcpFlags::SYN, 100, 0, b""),
             (1, false, TcpFlags::SYN | TcpFlags::ACK, 500, 101, b""),
             (2, true, TcpFlags::ACK, 101, 501, b""),

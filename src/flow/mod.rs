@@ -602,7 +602,7 @@ impl Flow {
         };
         let gap = seq.after(next);
 
-        let payload = sniff::classify(seg.payload, seg.payload_len);
+        let payload = sniff::classify(seg.payload);
         if self.last_payload.is_none()
             && self.tls.is_none()
             && let Payload::Tls { record, .. } = payload

@@ -1,5 +1,5 @@
-//! What a segment's payload is, from its first bytes: TLS record headers and HTTP/1 heads.
-//! Only what the detectors need: is this a request, a response, or a TLS close alert.
+//! What a segment's payload is, from its bytes: TLS record headers, HTTP/1 heads and HTTP/2
+//! frames in the clear. Only what flow tracking needs; tls.rs walks the records.
 
 /// TLS record content types.
 pub const TLS_CHANGE_CIPHER_SPEC: u8 = 20;
@@ -37,12 +37,8 @@ pub fn tls_record(bytes: &[u8]) -> Option<TlsRecord> {
 /// What a segment's payload starts with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Payload {
-    /// A TLS record of this type starts the segment; `only_record` when the segment's
-    /// true length is exactly that one record.
-    Tls {
-        record: TlsRecord,
-        only_record: bool,
-    },
+    /// A TLS record of this type starts the segment.
+    Tls { record: TlsRecord },
     /// An HTTP/1 request line ("GET / HTTP/1.1").
     HttpRequest,
     /// An HTTP/1 status line ("HTTP/1.1 200 OK").
@@ -66,14 +62,10 @@ pub const HTTP_METHODS: [&[u8]; 9] = [
     b"TRACE ",
 ];
 
-/// Classifies a segment from its captured bytes and its true payload length.
-pub fn classify(captured: &[u8], payload_len: u32) -> Payload {
+/// Classifies a segment from its first captured bytes.
+pub fn classify(captured: &[u8]) -> Payload {
     if let Some(record) = tls_record(captured) {
-        let only_record = u32::from(record.length) + 5 == payload_len;
-        return Payload::Tls {
-            record,
-            only_record,
-        };
+        return Payload::Tls { record };
     }
     if captured.starts_with(b"HTTP/1.") {
         return Payload::HttpResponse;
@@ -82,34 +74,6 @@ pub fn classify(captured: &[u8], payload_len: u32) -> Payload {
         return Payload::HttpRequest;
     }
     Payload::Other
-}
-
-impl Payload {
-    /// A segment that is nothing but a TLS alert: a close_notify when a FIN follows.
-    /// TLS 1.2 shows content type 21; TLS 1.3 hides it in a short application-data record.
-    pub fn is_tls_alert(self) -> bool {
-        match self {
-            Payload::Tls {
-                record,
-                only_record: true,
-            } => {
-                record.content_type == TLS_ALERT
-                    || (record.content_type == TLS_APPLICATION_DATA
-                        && record.length <= TLS13_ALERT_MAX_RECORD)
-            }
-            _ => false,
-        }
-    }
-
-    /// TLS handshake or change_cipher_spec: set-up, not a request or a response.
-    pub fn is_tls_setup(self) -> bool {
-        matches!(self, Payload::Tls { record, .. }
-            if record.content_type == TLS_HANDSHAKE || record.content_type == TLS_CHANGE_CIPHER_SPEC)
-    }
-
-    pub fn is_tls(self) -> bool {
-        matches!(self, Payload::Tls { .. })
-    }
 }
 
 /// HTTP/2's GOAWAY frame type (RFC 9113 6.8).
@@ -235,33 +199,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn tls12_close_notify_alert() {
-        // nginx at keep-alive expiry over TLS 1.2: a 26-byte encrypted Alert record.
-        let p = classify(&[21, 3, 3, 0, 26, 0xaa], 31);
-        assert!(p.is_tls_alert());
-    }
-
-    #[test]
-    fn tls13_close_notify_is_a_short_application_data_record() {
-        let p = classify(&[23, 3, 3, 0, 19, 0xaa], 24);
-        assert!(p.is_tls_alert());
-        let response = classify(&[23, 3, 3, 0x01, 0x20, 0xaa], 293);
-        assert!(!response.is_tls_alert());
-        assert!(response.is_tls());
-    }
-
-    #[test]
-    fn alert_followed_by_more_records_is_not_just_an_alert() {
-        assert!(!classify(&[21, 3, 3, 0, 26], 100).is_tls_alert());
-    }
-
-    #[test]
-    fn handshake_is_setup() {
-        assert!(classify(&[22, 3, 1, 0, 200], 205).is_tls_setup());
-        assert!(classify(&[20, 3, 3, 0, 1, 1], 6).is_tls_setup());
-    }
-
-    #[test]
     fn http2_goaway_frames() {
         // nginx at its idle timer over h2c: GOAWAY (last stream 1, NO_ERROR).
         let goaway = [0, 0, 8, 7, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0];
@@ -311,9 +248,9 @@ mod tests {
 
     #[test]
     fn http_heads() {
-        assert_eq!(classify(b"GET / HTTP/1.1\r\n", 100), Payload::HttpRequest);
-        assert_eq!(classify(b"HTTP/1.1 200 OK\r\n", 100), Payload::HttpResponse);
-        assert_eq!(classify(b"\x00\x01garbage", 100), Payload::Other);
+        assert_eq!(classify(b"GET / HTTP/1.1\r\n"), Payload::HttpRequest);
+        assert_eq!(classify(b"HTTP/1.1 200 OK\r\n"), Payload::HttpResponse);
+        assert_eq!(classify(b"\x00\x01garbage"), Payload::Other);
     }
 
     #[test]

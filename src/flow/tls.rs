@@ -157,7 +157,15 @@ impl TlsState {
                 let at = usize::from(cursor.partial_len);
                 cursor.partial[at..at + n].copy_from_slice(&here[..n]);
                 cursor.partial_len += n as u8;
-                walked.undecided = pos == 0;
+                // Nothing placed yet: after the client's handshake its records are requests
+                // (a close_notify aside), so a request begins here, where its silence is.
+                if pos == 0 {
+                    if from_client && self.client_finished {
+                        walked.data_at = Some(0);
+                    } else {
+                        walked.undecided = true;
+                    }
+                }
                 break;
             }
             let mut header = cursor.partial;
