@@ -257,8 +257,8 @@ pub struct Flow {
     pub http_lines: Option<Box<HttpLines>>,
     last_payload: Option<Timestamp>,
     last_activity: Option<Timestamp>,
-    /// The server's latest data that answered no request, and the idle measured before it:
-    /// where its close began if a close follows at once.
+    /// Server data after its quiet that was no plain answer, and the idle measured before
+    /// it: where its close began if a close follows at once.
     pending_prelude: Option<Prelude>,
     /// The client's latest new data.
     last_payload_from_client: Option<Timestamp>,
@@ -266,7 +266,8 @@ pub struct Flow {
     last_payload_from_server: Option<Timestamp>,
 }
 
-/// Server data that answered no request: where its close began if a close follows at once.
+/// Server data after its quiet that was no plain answer (a GOAWAY): where its close began
+/// if a close follows at once.
 #[derive(Debug, Clone, Copy)]
 struct Prelude {
     at: Stamp,
@@ -290,8 +291,8 @@ pub const CLOSE_PRELUDE_MAX_BYTES: u32 = 64;
 /// (an HTTP/2 SETTINGS acknowledgement, a WINDOW_UPDATE).
 pub const NEW_REQUEST_AFTER: Nanos = crate::time::NANOS_PER_SEC / 2;
 
-/// Server data that answered nothing, this long or less before the server's close, began
-/// that close (HTTP/2's GOAWAY right before close_notify and FIN).
+/// A prelude this long or less before the server's close_notify or FIN began that close
+/// (HTTP/2's GOAWAY right before them); the server's quiet before a prelude is longer.
 pub const CLOSE_PRELUDE_WINDOW: Nanos = crate::time::NANOS_PER_SEC / 2;
 
 impl Flow {
@@ -595,17 +596,13 @@ impl Flow {
         }
         dir.next_seq = Some(end);
         // Only the bytes not seen before are new; bytes skipped over were never captured.
-        let skip = if seq.after(next) {
-            0
-        } else {
-            next.0.wrapping_sub(seq.0)
-        };
         let gap = seq.after(next);
+        let skip = if gap { 0 } else { next.0.wrapping_sub(seq.0) };
 
         let payload = sniff::classify(seg.payload);
         if self.last_payload.is_none()
             && self.tls.is_none()
-            && let Payload::Tls { record, .. } = payload
+            && let Payload::Tls { record } = payload
         {
             self.tls = Some(Box::new(tls::TlsState::new(record)));
         }
@@ -634,7 +631,7 @@ impl Flow {
             (_, Some(w)) if !from_client && w.only_alert => Carried::TlsAlert {
                 length: w.alert_length,
             },
-            (Payload::Tls { record, .. }, _) => Carried::Tls {
+            (Payload::Tls { record }, _) => Carried::Tls {
                 content_type: record.content_type,
                 length: record.length,
             },
