@@ -134,67 +134,9 @@ pub fn idle_blackhole(flow: &Flow, thresholds: &Thresholds) -> Option<Finding> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::decode::{Segment, TcpFlags};
-    use crate::flow::FlowTable;
-    use crate::time::Timestamp;
-
-    const SYN: u8 = TcpFlags::SYN;
-    const SYN_ACK: u8 = TcpFlags::SYN | TcpFlags::ACK;
-    const ACK: u8 = TcpFlags::ACK;
-    const PSH_ACK: u8 = TcpFlags::PSH | TcpFlags::ACK;
-    const FIN_ACK: u8 = TcpFlags::FIN | TcpFlags::ACK;
-    const RST: u8 = TcpFlags::RST;
-    const GET: &[u8] = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
-    const OK: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
-    const C: bool = true;
-    const S: bool = false;
-
-    /// A packet as (seconds, from the client?, flags, seq, ack, payload), sequence numbers
-    /// relative to ISNs 100 (client) and 500 (server).
-    type Packet = (f64, bool, u8, u32, u32, &'static [u8]);
-
-    /// One connection, its packets numbered from frame 1.
-    fn flow(packets: &[Packet]) -> Flow {
-        let on_one: Vec<(u16, Packet)> = packets.iter().map(|&p| (51001, p)).collect();
-        flows(&on_one).pop().unwrap()
-    }
-
-    /// Connections to one server from the given client ports, in order of first packet.
-    fn flows(packets: &[(u16, Packet)]) -> Vec<Flow> {
-        let server: std::net::SocketAddr = "198.19.8.2:8090".parse().unwrap();
-        let mut table = FlowTable::new(Vec::new());
-        let mut done = Vec::new();
-        for (i, &(port, (t, from_client, flags, seq, ack, payload))) in packets.iter().enumerate() {
-            let client = std::net::SocketAddr::new([198, 18, 8, 2].into(), port);
-            let (src, dst, seq, ack) = if from_client {
-                (client, server, 100 + seq, 500 + ack)
-            } else {
-                (server, client, 500 + seq, 100 + ack)
-            };
-            let segment = Segment {
-                src: src.ip(),
-                dst: dst.ip(),
-                src_port: src.port(),
-                dst_port: dst.port(),
-                seq,
-                ack,
-                flags: TcpFlags(flags),
-                ttl: 64,
-                window: 64240,
-                payload_len: payload.len() as u32,
-                payload,
-            };
-            let at = Stamp {
-                frame: i as u64 + 1,
-                ts: Timestamp((t * 1e9) as i64),
-            };
-            table.observe(&segment, at, &mut |f| done.push(f));
-        }
-        table.finish_all(&mut |f| done.push(f));
-        let mut done: Vec<Flow> = done.into_iter().map(|f| *f).collect();
-        done.sort_by_key(|f| f.id);
-        done
-    }
+    use crate::detect::built::{
+        ACK, C, FIN_ACK, GET, OK, PSH_ACK, Packet, RST, S, SYN, SYN_ACK, flow, flows,
+    };
 
     /// A request and its answer, then `idle` seconds of nothing: the frames 1-7 every
     /// case below starts with (the request after the idle is frame 8).

@@ -4,6 +4,8 @@
 
 mod benign;
 mod blackhole;
+#[cfg(test)]
+mod built;
 mod nat;
 mod race;
 

@@ -150,73 +150,23 @@ fn prelude_phrase(kind: &str) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::decode::{Segment, TcpFlags};
-    use crate::flow::{FlowTable, Stamp};
-    use crate::time::Timestamp;
+    use crate::detect::built::{ACK, C, FIN_ACK, GET, OK, PSH_ACK, S, SYN, SYN_ACK, flow};
 
     /// Damaged timestamps: a request stamped near i64's start crossing a FIN stamped near
     /// its end. The gap saturates, and its absolute value must not overflow.
     #[test]
     fn a_crossing_at_the_ends_of_time_does_not_overflow() {
-        let client: std::net::SocketAddr = "198.18.1.2:40000".parse().unwrap();
-        let server: std::net::SocketAddr = "198.19.2.2:80".parse().unwrap();
-        let get: &[u8] = b"GET / HTTP/1.1\r\n\r\n";
-        let ok: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
-        let (g, o) = (get.len() as u32, ok.len() as u32);
-        // (time, from the client?, flags, seq, ack, payload)
-        type Packet<'a> = (i64, bool, u8, u32, u32, &'a [u8]);
-        let packets: [Packet; 7] = [
-            (0, true, TcpFlags::SYN, 100, 0, b""),
-            (1, false, TcpFlags::SYN | TcpFlags::ACK, 500, 101, b""),
-            (2, true, TcpFlags::ACK, 101, 501, b""),
-            (3, true, TcpFlags::PSH | TcpFlags::ACK, 101, 501, get),
-            (4, false, TcpFlags::PSH | TcpFlags::ACK, 501, 101 + g, ok),
-            (
-                i64::MIN + 10,
-                true,
-                TcpFlags::PSH | TcpFlags::ACK,
-                101 + g,
-                501 + o,
-                get,
-            ),
-            (
-                i64::MAX - 10,
-                false,
-                TcpFlags::FIN | TcpFlags::ACK,
-                501 + o,
-                101 + g,
-                b"",
-            ),
-        ];
-        let mut table = FlowTable::new(Vec::new());
-        let mut done = Vec::new();
-        for (i, &(ts, from_client, flags, seq, ack, payload)) in packets.iter().enumerate() {
-            let (src, dst) = if from_client {
-                (client, server)
-            } else {
-                (server, client)
-            };
-            let segment = Segment {
-                src: src.ip(),
-                dst: dst.ip(),
-                src_port: src.port(),
-                dst_port: dst.port(),
-                seq,
-                ack,
-                flags: TcpFlags(flags),
-                ttl: 64,
-                window: 64240,
-                payload_len: payload.len() as u32,
-                payload,
-            };
-            let at = Stamp {
-                frame: i as u64 + 1,
-                ts: Timestamp(ts),
-            };
-            table.observe(&segment, at, &mut |f| done.push(f));
-        }
-        table.finish_all(&mut |f| done.push(f));
-        let finding = keepalive_race(&done[0]).expect("the request crossed the FIN");
+        let (get, ok) = (GET.len() as u32, OK.len() as u32);
+        let crossing = flow(&[
+            (0.00, C, SYN, 0, 0, b""),
+            (0.05, S, SYN_ACK, 0, 1, b""),
+            (0.05, C, ACK, 1, 1, b""),
+            (0.06, C, PSH_ACK, 1, 1, GET),
+            (0.11, S, PSH_ACK, 1, 1 + get, OK),
+            (-1e10, C, PSH_ACK, 1 + get, 1 + ok, GET),
+            (1e10, S, FIN_ACK, 1 + ok, 1 + get, b""),
+        ]);
+        let finding = keepalive_race(&crossing).expect("the request crossed the FIN");
         assert_eq!(finding.evidence.crossing, Some("crossed_in_flight"));
     }
 }
