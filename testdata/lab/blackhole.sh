@@ -45,7 +45,7 @@ CLI4=198.18.8.2 RTR4C=198.18.8.1 RTR4S=198.19.8.1 SRV4=198.19.8.2
 PORT=8090 SLOW_PORT=8091
 WORK=$(mktemp -d /tmp/staleconn-blackhole.XXXXXX)
 EVIDENCE="$OUT/lab/last-run-blackhole"
-. "$LAB/common.sh"   # PIDS, log, cleanup on exit, wait_for, stop_pid, need, build_delayline, fresh_namespaces
+. "$LAB/common.sh"   # PIDS, log, cleanup on exit, wait_for, stop_pid, need, build_delayline, fresh_namespaces, router_links
 
 # cap NS NAME ARGS...: start tcpdump in NS writing $OUT/NAME; its PID in CAPS
 CAPS=()
@@ -60,21 +60,7 @@ cap() {
 need blackhole.sh tcpdump python3 gcc tshark iptables conntrack
 build_delayline
 fresh_namespaces
-ip link add bc0 netns $NS_C type veth peer name br0 netns $NS_R
-ip link add bs0 netns $NS_S type veth peer name br1 netns $NS_R
-ip -n $NS_C addr add $CLI4/24 dev bc0
-ip -n $NS_R addr add $RTR4C/24 dev br0
-ip -n $NS_R addr add $RTR4S/24 dev br1
-ip -n $NS_S addr add $SRV4/24 dev bs0
-for p in "$NS_C bc0" "$NS_R br0" "$NS_R br1" "$NS_S bs0"; do
-    set -- $p
-    ip -n "$1" link set "$2" up
-    if command -v ethtool >/dev/null; then
-        ip netns exec "$1" ethtool -K "$2" tx off tso off gso off >/dev/null 2>&1 || true
-    fi
-done
-ip -n $NS_C route add default via $RTR4C
-ip -n $NS_S route add default via $RTR4S
+router_links bc0 br0 br1 bs0
 
 log "router: forwarding, MASQUERADE, conntrack, DROP, NFQUEUE delay line"
 R() { ip netns exec $NS_R "$@"; }

@@ -44,7 +44,7 @@ NS_C=sk-cli NS_R=sk-rtr NS_S=sk-srv
 CLI4=198.18.30.2 RTR4C=198.18.30.1 RTR4S=198.19.30.1 SRV4=198.19.30.2
 WORK=$(mktemp -d /tmp/staleconn-clients.XXXXXX)
 EVIDENCE="$OUT/lab/last-run-clients"
-. "$LAB/common.sh"   # PIDS, log, cleanup on exit, wait_for, stop_pid, need, build_delayline, fresh_namespaces
+. "$LAB/common.sh"   # PIDS, log, cleanup on exit, wait_for, stop_pid, need, build_delayline, fresh_namespaces, router_links
 
 CAP_PIDS=()
 cap() {   # cap NS NAME ARGS...: tcpdump in NS writing $OUT/NAME
@@ -80,21 +80,7 @@ APACHE=(java -cp "$WORK/bin/java:$JARS" ApacheSweep)
 NODE=(node "$LAB/clients/node/sweep.js")
 
 fresh_namespaces
-ip link add kc0 netns $NS_C type veth peer name kr0 netns $NS_R
-ip link add ks0 netns $NS_S type veth peer name kr1 netns $NS_R
-ip -n $NS_C addr add $CLI4/24 dev kc0
-ip -n $NS_R addr add $RTR4C/24 dev kr0
-ip -n $NS_R addr add $RTR4S/24 dev kr1
-ip -n $NS_S addr add $SRV4/24 dev ks0
-for p in "$NS_C kc0" "$NS_R kr0" "$NS_R kr1" "$NS_S ks0"; do
-    set -- $p
-    ip -n "$1" link set "$2" up
-    if command -v ethtool >/dev/null; then
-        ip netns exec "$1" ethtool -K "$2" tx off tso off gso off >/dev/null 2>&1 || true
-    fi
-done
-ip -n $NS_C route add default via $RTR4C
-ip -n $NS_S route add default via $RTR4S
+router_links kc0 kr0 kr1 ks0
 
 log "router: forwarding, MASQUERADE, conntrack (60 s), REJECT, NFQUEUE delay line"
 R() { ip netns exec $NS_R "$@"; }

@@ -1,6 +1,6 @@
-# Shared by run.sh and blackhole.sh (sourced after they set LAB, NS_C, NS_R, NS_S and
-# WORK): the processes we start, cleanup by PID, bounded waits, the tools, the delay line
-# and the namespaces.
+# Shared by run.sh, blackhole.sh and clients.sh (sourced after they set LAB, NS_C, NS_R,
+# NS_S and WORK): the processes we start, cleanup by PID, bounded waits, the tools, the
+# delay line, the namespaces and the links between them.
 
 PIDS=()          # every background process we start, killed by PID only
 
@@ -59,4 +59,27 @@ fresh_namespaces() {
         ip netns add "$ns"
         ip -n "$ns" link set lo up
     done
+}
+
+# router_links C0 R0 R1 S0: veths NS_C:C0 -- NS_R:R0 and NS_R:R1 -- NS_S:S0 with the IPv4
+# addresses CLI4, RTR4C, RTR4S, SRV4 (/24), up, checksum/segmentation offload off where
+# ethtool exists (captured checksums are then right and no segment exceeds the MTU), and
+# the client's and server's default routes through the router
+router_links() {
+    local c0=$1 r0=$2 r1=$3 s0=$4 p
+    ip link add "$c0" netns $NS_C type veth peer name "$r0" netns $NS_R
+    ip link add "$s0" netns $NS_S type veth peer name "$r1" netns $NS_R
+    ip -n $NS_C addr add $CLI4/24 dev "$c0"
+    ip -n $NS_R addr add $RTR4C/24 dev "$r0"
+    ip -n $NS_R addr add $RTR4S/24 dev "$r1"
+    ip -n $NS_S addr add $SRV4/24 dev "$s0"
+    for p in "$NS_C $c0" "$NS_R $r0" "$NS_R $r1" "$NS_S $s0"; do
+        set -- $p
+        ip -n "$1" link set "$2" up
+        if command -v ethtool >/dev/null; then
+            ip netns exec "$1" ethtool -K "$2" tx off tso off gso off >/dev/null 2>&1 || true
+        fi
+    done
+    ip -n $NS_C route add default via $RTR4C
+    ip -n $NS_S route add default via $RTR4S
 }

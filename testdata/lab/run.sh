@@ -45,7 +45,7 @@ NS_C=sc-cli NS_R=sc-rtr NS_S=sc-srv
 CLI4=198.18.1.2 RTR4C=198.18.1.1 RTR4S=198.19.2.1 SRV4=198.19.2.2
 CLI6=fd00:198:18:1::2 RTR6C=fd00:198:18:1::1 RTR6S=fd00:198:19:2::1 SRV6=fd00:198:19:2::2
 WORK=$(mktemp -d /tmp/staleconn-lab.XXXXXX)
-. "$LAB/common.sh"   # PIDS, log, cleanup on exit, wait_for, stop_pid, need, build_delayline, fresh_namespaces
+. "$LAB/common.sh"   # PIDS, log, cleanup on exit, wait_for, stop_pid, need, build_delayline, fresh_namespaces, router_links
 
 # cap NS NAME ARGS...: start tcpdump in NS writing $OUT/NAME; echo PID
 CAP_PIDS=()
@@ -79,26 +79,12 @@ stop_caps() {   # stop_caps NAME...: stop the named captures
 need run.sh tcpdump nginx openssl python3 gcc editcap tshark iptables ip6tables
 build_delayline
 fresh_namespaces
-ip link add c0 netns $NS_C type veth peer name r0 netns $NS_R
-ip link add s0 netns $NS_S type veth peer name r1 netns $NS_R
-ip -n $NS_C addr add $CLI4/24 dev c0
+router_links c0 r0 r1 s0
 ip -n $NS_C addr add $CLI6/64 dev c0 nodad
-ip -n $NS_R addr add $RTR4C/24 dev r0
 ip -n $NS_R addr add $RTR6C/64 dev r0 nodad
-ip -n $NS_R addr add $RTR4S/24 dev r1
 ip -n $NS_R addr add $RTR6S/64 dev r1 nodad
-ip -n $NS_S addr add $SRV4/24 dev s0
 ip -n $NS_S addr add $SRV6/64 dev s0 nodad
-for p in "$NS_C c0" "$NS_R r0" "$NS_R r1" "$NS_S s0"; do
-    set -- $p
-    ip -n "$1" link set "$2" up
-    if command -v ethtool >/dev/null; then
-        ip netns exec "$1" ethtool -K "$2" tx off tso off gso off >/dev/null 2>&1 || true
-    fi
-done
-ip -n $NS_C route add default via $RTR4C
 ip -n $NS_C -6 route add default via $RTR6C
-ip -n $NS_S route add default via $RTR4S
 ip -n $NS_S -6 route add default via $RTR6S
 
 log "router: forwarding, MASQUERADE, conntrack, REJECT, NFQUEUE delay line"
