@@ -746,8 +746,6 @@ impl Flow {
             return;
         }
         if data {
-            // Measured now, while the last payload is still the one before it.
-            let idle = self.server_idle_reference(ack).map(|t| at.ts.since(t));
             // An answer acknowledges the request's bytes: data that does not (GOAWAY, a
             // PING or SETTINGS frame, a push) was sent before the server had the request.
             // A plain answer is the server's first data after the request; a close can
@@ -788,9 +786,11 @@ impl Flow {
                     goaway: p.goaway || goaway,
                     ..p
                 }),
+                // The idle before it: the last payload is still the one before it (an answer
+                // just marked leaves the reference where it was).
                 _ if after_quiet => Some(Prelude {
                     at,
-                    idle,
+                    idle: self.server_idle_reference(ack).map(|t| at.ts.since(t)),
                     goaway,
                     payload_before: self.last_payload,
                     client_next: self.from_client.next_seq,
@@ -1021,7 +1021,7 @@ impl FlowTable {
                 flow.observe(seg, at, from_client);
                 if flow.responses != responses {
                     let answer = PeerAnswer { flow: flow.id, at };
-                    self.answers.insert(flow.server, answer);
+                    self.answers.insert(Endpoint::from(flow.server), answer);
                     if self.answers.len() > self.answers_limit {
                         prune_answers(&mut self.answers, &mut self.answers_limit, at.ts);
                     }
@@ -1168,7 +1168,7 @@ impl FlowTable {
         flow.end = end;
         flow.peer_answer = self
             .answers
-            .get(&flow.server)
+            .get(&Endpoint::from(flow.server))
             .filter(|a| a.flow != flow.id)
             .copied();
         flow
@@ -1178,7 +1178,8 @@ impl FlowTable {
 /// Servers whose latest answer is kept before old ones are pruned.
 const ANSWERS_PRUNE_AT: usize = 4096;
 
-type Answers = std::collections::HashMap<SocketAddr, PeerAnswer, foldhash::fast::RandomState>;
+/// Keyed by the server as integers: one insert per answer, so hashing must be cheap.
+type Answers = std::collections::HashMap<Endpoint, PeerAnswer, foldhash::fast::RandomState>;
 
 /// Drops the answers older than the horizon; if most are recent, lets the map grow (it
 /// holds one entry per server answered within the horizon).

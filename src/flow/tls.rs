@@ -98,6 +98,9 @@ impl TlsState {
     /// Walks one segment's new bytes: `captured` is what the capture holds of them,
     /// `len` their true length. `gap` says bytes before them were never seen.
     pub fn walk(&mut self, from_client: bool, captured: &[u8], len: u32, gap: bool) -> Walked {
+        if let Some(walked) = self.walk_one_record(from_client, captured, len, gap) {
+            return walked;
+        }
         let mut cursor = if from_client {
             self.client
         } else {
@@ -200,6 +203,43 @@ impl TlsState {
         }
         self.store(from_client, cursor, starts_with_ccs);
         walked
+    }
+
+    /// The common case on its own: the segment is exactly one whole record, on a record
+    /// boundary of a walk that knows its place.
+    fn walk_one_record(
+        &mut self,
+        from_client: bool,
+        captured: &[u8],
+        len: u32,
+        gap: bool,
+    ) -> Option<Walked> {
+        let cursor = if from_client {
+            &self.client
+        } else {
+            &self.server
+        };
+        if gap || cursor.lost || cursor.body_left != 0 || cursor.partial_len != 0 {
+            return None;
+        }
+        let record = tls_record(captured)?;
+        if u32::from(record.length) + 5 != len {
+            return None;
+        }
+        let cursor = *cursor;
+        let role = self.decide(from_client, record, &captured[5..], &cursor);
+        let alert = role == Role::Alert;
+        if from_client {
+            self.client_segment_was_ccs = record.content_type == TLS_CHANGE_CIPHER_SPEC;
+        }
+        Some(Walked {
+            first: Some(record),
+            data_at: (role == Role::Data).then_some(0),
+            only_alert: alert,
+            ends_with_alert: alert,
+            undecided: false,
+            alert_length: if alert { record.length } else { 0 },
+        })
     }
 
     fn store(&mut self, from_client: bool, cursor: Cursor, starts_with_ccs: bool) {
