@@ -227,3 +227,40 @@ fn a_blackhole_without_a_control_is_bracketed_from_above_only() {
         "Azure's 240 s is still in the bracket"
     );
 }
+
+#[test]
+fn races_whose_server_timer_is_not_visible_still_get_advice() {
+    // The capture begins with the crossing request: no idle close is visible whole.
+    let all = servers("race-plain-client-midstream.pcap");
+    let s = server(&all, "198.19.2.2:80");
+    assert_eq!(s.races, 1);
+    assert!(s.keepalive.is_none());
+    assert!(
+        s.advice
+            .iter()
+            .any(|a| a.contains("the capture does not show how long the server waits")),
+        "{:?}",
+        s.advice
+    );
+}
+
+#[test]
+fn the_real_clients_servers_measure_their_5_second_timers() {
+    // nginx over TLS 1.3 (Node), HTTP/2 (Go: the GOAWAY begins the close), h2c (Node), and
+    // HAProxy (Go): every idle close measured, the GOAWAY's included.
+    for (capture, addr) in [
+        ("node-tls13-client.pcap", "198.19.30.2:9443"),
+        ("go-h2-tls13-client.pcap", "198.19.30.2:9445"),
+        ("node-h2c-client.pcap", "198.19.30.2:9080"),
+        ("haproxy-go-h1-tls13-client.pcap", "198.19.30.2:9446"),
+    ] {
+        let all = servers(capture);
+        let s = server(&all, addr);
+        let keepalive = s.keepalive.as_ref().unwrap_or_else(|| panic!("{capture}"));
+        assert!(
+            (keepalive.median_s - 5.0).abs() <= 0.05,
+            "{capture}: {keepalive:?}"
+        );
+        assert!(s.races >= 5, "{capture}: {} races", s.races);
+    }
+}

@@ -172,6 +172,7 @@ impl Advisor {
             .into_iter()
             .filter(|(_, s)| {
                 s.closes > 0
+                    || s.races > 0
                     || s.nat_resets > 0
                     || s.blackholes > 0
                     || s.announced_keepalive_s.is_some()
@@ -421,6 +422,12 @@ fn advise(server: SocketAddr, mut stats: ServerStats) -> ServerAdvice {
                 clients::CHECK_BEFORE_REUSE
             ));
         }
+    } else if stats.races > 0 {
+        // Races, but no idle close this capture shows whole (it began mid-connection).
+        advice.push(format!(
+            "{} request(s) met the server's close, but the capture does not show how long the server waits before it closes an idle connection: capture from before the connections open (or find the server's keep-alive timeout in its configuration) and set the client's max idle time below it",
+            stats.races
+        ));
     }
     if let Some(b) = &middlebox {
         let (m, keepalive_idle) =
