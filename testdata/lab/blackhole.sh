@@ -27,6 +27,13 @@
 #   (both keep connections open forever: every close comes from the client).
 #   Clients: lab/blackhole_client.py (idle 200 s and 280 s; see its header).
 #
+# SHORT MODE: BH_SHORT=1 ./blackhole.sh: the corroborated short silence. Its own
+#   namespaces sh-cli/sh-rtr/sh-srv, 198.18.9.0/24 | 198.19.9.0/24, NFQUEUE 11,
+#   conntrack established timeout 30 s, a third server port :8092 (answers at once)
+#   and lab/blackhole_client.py --short (bh_short, busy, ctl_short, bh_lonely; see
+#   its header). Makes blackhole-short-client.pcap, blackhole-short-server.pcap and
+#   lab/last-run-blackhole-short/; ~2 minutes.
+#
 # HOW LONG: ~6 minutes. BH_SCALE=0.2 ./blackhole.sh is a ~1 minute smoke test
 #   (every idle, wait, timeout and the conntrack timeout scaled) -- do not
 #   commit its captures (use LAB_OUT=dir).
@@ -39,12 +46,24 @@ LAB=$(cd "$(dirname "$0")" && pwd)
 OUT=${LAB_OUT:-$(dirname "$LAB")}
 DELAY_MS=${DELAY_MS:-25}
 BH_SCALE=${BH_SCALE:-1}
-QNUM=9
-NS_C=sb-cli NS_R=sb-rtr NS_S=sb-srv
-CLI4=198.18.8.2 RTR4C=198.18.8.1 RTR4S=198.19.8.1 SRV4=198.19.8.2
-PORT=8090 SLOW_PORT=8091
-WORK=$(mktemp -d /tmp/staleconn-blackhole.XXXXXX)
-EVIDENCE="$OUT/lab/last-run-blackhole"
+BH_SHORT=${BH_SHORT:-0}
+PORT=8090 SLOW_PORT=8091 LONELY_PORT=8092
+if [ "$BH_SHORT" = 1 ]; then
+    QNUM=11
+    NS_C=sh-cli NS_R=sh-rtr NS_S=sh-srv
+    CLI4=198.18.9.2 RTR4C=198.18.9.1 RTR4S=198.19.9.1 SRV4=198.19.9.2
+    NAME=blackhole-short CT_BASE=30 LONGEST_IDLE=45 CLIENT_ARGS=(--short --lonely-port $LONELY_PORT)
+    SERVER_ARGS=(--lonely-port $LONELY_PORT)
+    FILTER="tcp and (port $PORT or port $LONELY_PORT)"
+else
+    QNUM=9
+    NS_C=sb-cli NS_R=sb-rtr NS_S=sb-srv
+    CLI4=198.18.8.2 RTR4C=198.18.8.1 RTR4S=198.19.8.1 SRV4=198.19.8.2
+    NAME=blackhole CT_BASE=240 LONGEST_IDLE=280 CLIENT_ARGS=() SERVER_ARGS=()
+    FILTER="tcp and (port $PORT or port $SLOW_PORT)"
+fi
+WORK=$(mktemp -d /tmp/staleconn-$NAME.XXXXXX)
+EVIDENCE="$OUT/lab/last-run-$NAME"
 . "$LAB/common.sh"   # PIDS, log, cleanup on exit, wait_for, stop_pid, need, build_delayline, fresh_namespaces, router_links
 
 # cap NS NAME ARGS...: start tcpdump in NS writing $OUT/NAME; its PID in CAPS
@@ -70,7 +89,7 @@ R iptables -t nat -A POSTROUTING -o br1 -j MASQUERADE
 # dropped without a word, where run.sh answers it with an RST
 R iptables -A FORWARD -p tcp -m conntrack --ctstate INVALID -j DROP
 R iptables -A FORWARD -p tcp ! --syn -m conntrack --ctstate NEW -j DROP
-CT_TIMEOUT=$(python3 -c "print(max(5, int(240 * $BH_SCALE)))")
+CT_TIMEOUT=$(python3 -c "print(max(5, int($CT_BASE * $BH_SCALE)))")
 THINK=$(python3 -c "print(20 * $BH_SCALE)")
 R sysctl -qw net.netfilter.nf_conntrack_tcp_timeout_established="$CT_TIMEOUT"
 R sysctl -qw net.netfilter.nf_conntrack_tcp_loose=0
@@ -80,10 +99,10 @@ wait_for grep -q "delayline: queue" "$WORK/delayline.log" || { log "delayline di
 R iptables -t mangle -A PREROUTING -i br0 -j NFQUEUE --queue-num $QNUM
 R iptables -t mangle -A PREROUTING -i br1 -j NFQUEUE --queue-num $QNUM
 
-log "server: blackhole_server.py on :$PORT (answers at once) and :$SLOW_PORT (thinks 20 s)"
+log "server: blackhole_server.py on :$PORT (answers at once), :$SLOW_PORT (thinks 20 s)${SERVER_ARGS[*]:+ and :$LONELY_PORT (answers at once)}"
 mkdir -p "$EVIDENCE"
 ip netns exec $NS_S python3 -u "$LAB/blackhole_server.py" --host $SRV4 --port $PORT \
-    --slow-port $SLOW_PORT --think "$THINK" --log "$WORK/server.log" > "$WORK/server.out" 2>&1 &
+    --slow-port $SLOW_PORT "${SERVER_ARGS[@]}" --think "$THINK" --log "$WORK/server.log" > "$WORK/server.out" 2>&1 &
 PIDS+=($!); SERVER_PID=$!
 wait_for grep -q "listening on" "$WORK/server.out" || { log "server did not start"; cat "$WORK/server.out" >&2; exit 1; }
 
@@ -104,21 +123,20 @@ sleep 1
 
 CLOG="$WORK/clients.jsonl"
 : > "$CLOG"
-log "run: captures + 6 clients (router forgets after ${CT_TIMEOUT} s; idle 200 s and 280 s, scaled by $BH_SCALE)"
-FILTER="tcp and (port $PORT or port $SLOW_PORT)"
-cap $NS_C blackhole-client.pcap -i bc0 "$FILTER"
-cap $NS_S blackhole-server.pcap -i bs0 "$FILTER"
+log "run: captures + clients (router forgets after ${CT_TIMEOUT} s; longest idle $LONGEST_IDLE s, scaled by $BH_SCALE)"
+cap $NS_C $NAME-client.pcap -i bc0 "$FILTER"
+cap $NS_S $NAME-server.pcap -i bs0 "$FILTER"
 ip netns exec $NS_C python3 "$LAB/blackhole_client.py" --host $SRV4 --bind $CLI4 \
-    --port $PORT --slow-port $SLOW_PORT --log "$CLOG" --scale "$BH_SCALE" \
+    --port $PORT --slow-port $SLOW_PORT "${CLIENT_ARGS[@]}" --log "$CLOG" --scale "$BH_SCALE" \
     --router-timeout "$CT_TIMEOUT" &
 PIDS+=($!); CLIENT_PID=$!
 
 log "waiting for the clients (bounded)"
-CLIENT_WAIT=$(python3 -c "print(int(280 * $BH_SCALE) + 90)")
+CLIENT_WAIT=$(python3 -c "print(int($LONGEST_IDLE * $BH_SCALE) + 90)")
 for i in $(seq "$CLIENT_WAIT"); do kill -0 "$CLIENT_PID" 2>/dev/null || break; sleep 1; done
 kill "$CLIENT_PID" 2>/dev/null || true
 wait "$CLIENT_PID" 2>/dev/null || true
-# After giving up, bh_fin's orphaned socket keeps retransmitting the request with
+# After giving up, bh_fin's (bh_short's) orphaned socket keeps retransmitting the request with
 # the FIN queued behind it; keep capturing a while.
 TAIL=$(python3 -c "print(max(5, int(25 * $BH_SCALE)))")
 log "capturing the clients' last retransmissions for $TAIL s"
@@ -136,9 +154,12 @@ cp "$CLOG" "$EVIDENCE/clients.jsonl"
 for f in "$WORK"/tcpdump-*.log; do echo "== $(basename "$f")"; cat "$f"; done > "$EVIDENCE/tcpdump.log"
 
 log "measuring -> expected.tsv (every capture in $OUT)"
-CLIENT_LOGS=(--clients "$EVIDENCE/clients.jsonl")
+CLIENT_LOGS=()
 [ -e "$OUT/lab/last-run/clients.jsonl" ] && CLIENT_LOGS+=(--clients "$OUT/lab/last-run/clients.jsonl")
+for run in blackhole blackhole-short; do   # this run's log and the other mode's
+    [ -e "$OUT/lab/last-run-$run/clients.jsonl" ] && CLIENT_LOGS+=(--clients "$OUT/lab/last-run-$run/clients.jsonl")
+done
 python3 "$LAB/measure.py" --dir "$OUT" "${CLIENT_LOGS[@]}" \
     --out "$OUT/expected.tsv" --delay-ms "$DELAY_MS"
-ls -l "$OUT"/blackhole-*.pcap >&2
+ls -l "$OUT"/$NAME-*.pcap >&2
 log "done"

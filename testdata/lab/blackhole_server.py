@@ -7,6 +7,8 @@ IdleTimeout), so every close in the captures comes from the client:
   --port       answers every request at once (a 320-byte text body)
   --slow-port  a slow server: the kernel acknowledges the request at once, the
                handler thinks --think seconds, then answers
+  --lonely-port  optional third port, answering at once like --port (blackhole.sh
+               BH_SHORT=1: a server only one client talks to)
 One line per request goes to --log (stderr when not given).
 """
 import argparse, http.server, sys, threading, time
@@ -15,6 +17,7 @@ P = argparse.ArgumentParser()
 P.add_argument("--host", required=True)
 P.add_argument("--port", type=int, default=8090)
 P.add_argument("--slow-port", type=int, default=8091)
+P.add_argument("--lonely-port", type=int)
 P.add_argument("--think", type=float, default=20.0)
 P.add_argument("--log")
 A = P.parse_args()
@@ -41,10 +44,10 @@ def handler(think):
     return Handler
 
 
-servers = [http.server.ThreadingHTTPServer((A.host, port), handler(think))
-           for port, think in ((A.port, 0.0), (A.slow_port, A.think))]
+PORTS = [(A.port, 0.0), (A.slow_port, A.think)] + ([(A.lonely_port, 0.0)] if A.lonely_port else [])
+servers = [http.server.ThreadingHTTPServer((A.host, port), handler(think)) for port, think in PORTS]
 for s in servers:
     s.daemon_threads = True
     threading.Thread(target=s.serve_forever, daemon=True).start()
-print("listening on %s:%d and %s:%d" % (A.host, A.port, A.host, A.slow_port), flush=True)
+print("listening on " + " and ".join("%s:%d" % (A.host, port) for port, _ in PORTS), flush=True)
 threading.Event().wait()

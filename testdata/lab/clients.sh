@@ -218,6 +218,7 @@ log "measuring -> expected.tsv (every capture in $OUT)"
 CLIENT_LOGS=()
 [ -e "$OUT/lab/last-run/clients.jsonl" ] && CLIENT_LOGS+=(--clients "$OUT/lab/last-run/clients.jsonl")
 [ -e "$OUT/lab/last-run-blackhole/clients.jsonl" ] && CLIENT_LOGS+=(--clients "$OUT/lab/last-run-blackhole/clients.jsonl")
+[ -e "$OUT/lab/last-run-blackhole-short/clients.jsonl" ] && CLIENT_LOGS+=(--clients "$OUT/lab/last-run-blackhole-short/clients.jsonl")
 python3 "$LAB/measure.py" --dir "$OUT" "${CLIENT_LOGS[@]}" --out "$OUT/expected.tsv" --delay-ms "$DELAY_MS"
 ls -l "$OUT"/node-*.pcap "$OUT"/go-*.pcap "$OUT"/jdk-*.pcap "$OUT"/apache-*.pcap "$OUT"/haproxy-*.pcap "$OUT"/nat60-*.pcap >&2 || true
 log "done"

@@ -28,7 +28,17 @@ Definitions (as in expected.tsv's header):
 idle_blackhole: the studied request got no server packet of any kind after it (no
 ACK, no data, no RST), was retransmitted at least once, neither side had sent a FIN
 before it, and the silence before it (since the flow's previous packet of any kind)
-was over BLACKHOLE_IDLE_S, staleconn's default --blackhole-idle.
+was over BLACKHOLE_IDLE_S, staleconn's default --blackhole-idle; or, corroborated, the
+silence was over CORROBORATED_IDLE_S (20 s) AND at least MIDDLEBOX_IDLE_RTTS (100) x the
+handshake RTT (client capture: SYN -> SYN/ACK; server capture: SYN/ACK -> ACK; no
+handshake in the capture: no RTT test) AND longer than the longest silence before an
+earlier client packet of this flow that a later non-RST server packet followed (a silence
+the path survived) AND another flow in the same capture to the same server address:port
+got an answer -- a server payload packet acknowledging the end of one of that flow's
+unanswered client payloads -- after this request's first transmission and no later than
+this flow's last packet (the path worked; this connection's state was forgotten).
+A request that meets every idle_blackhole test but the silence is left as the other rules
+say (plain HTTP, no FIN/RST from either side: open_at_end); the row says why.
 A close_notify is recognised without TLS dissection (so it also works with
 -s 96): a server->client segment of <= 40 payload bytes on a TLS port that is
 followed by the server's FIN within 100 ms with no other server data between.
@@ -60,7 +70,7 @@ import argparse, collections, glob, json, os, statistics, subprocess, sys
 from decimal import Decimal
 
 TLS_PORTS = {443, 8443}
-BLACKHOLE_PORTS = {8090, 8091}
+BLACKHOLE_PORTS = {8090, 8091, 8092}   # 8092: blackhole.sh BH_SHORT=1's lonely server
 # lab/clients.sh (real clients): nginx 9443 TLS 1.3, 9444 TLS 1.2, 9445 TLS 1.3 + HTTP/2,
 # 9080 h2c, 9447 TLS 1.3 with a 1800 s idle timeout (NAT run); HAProxy 9446 TLS 1.3
 CLIENTS_PORTS = {9443: "tls13", 9444: "tls12", 9445: "tls13 h2", 9080: "h2c",
@@ -71,6 +81,8 @@ H2C_PORTS = {9080}               # cleartext: the GOAWAY is found by tshark's ht
 H2_CLOSE_MAX = 64                # a GOAWAY record (TLS 1.3: 39 bytes) + close_notify (24)
 SERVER_PORTS = {80, 81, 443, 444, 8443, 8444, 8080} | BLACKHOLE_PORTS | set(CLIENTS_PORTS)
 BLACKHOLE_IDLE_S = Decimal(60)
+CORROBORATED_IDLE_S = Decimal(20)     # staleconn's default, with another flow answered meanwhile
+MIDDLEBOX_IDLE_RTTS = 100
 BURST_GAP_S = Decimal("0.5")
 FIELDS = ["frame.time_epoch", "ip.src", "ipv6.src", "tcp.srcport", "ip.dst", "ipv6.dst",
           "tcp.dstport", "tcp.len", "tcp.flags", "ip.ttl", "ipv6.hlim", "tcp.seq",
@@ -158,7 +170,36 @@ def f6(x):
     return "%.6f" % x
 
 
-def analyse(f, h2c=(frozenset(), frozenset())):
+def answers_of(f):
+    """The flow's answers: server payload packets (not RST) whose ack covers the end of a
+    client payload not answered before (the client payloads sent before them)."""
+    out, pending = [], []
+    for p in f["pkts"]:
+        if p["dir"] == "c" and p["len"] > 0:
+            pending.append(p["seq"] + p["len"])
+        elif p["dir"] == "s" and p["len"] > 0 and not p["flags"] & RST and pending:
+            if any(e <= p["ack"] for e in pending):
+                out.append(p)
+                pending = [e for e in pending if e > p["ack"]]
+    return out
+
+
+def handshake_rtt(P, side):
+    """client capture: first SYN -> first SYN/ACK; server capture: first SYN/ACK -> the
+    client's first packet after it without SYN; None without a handshake"""
+    syn = next((p for p in P if p["flags"] & SYN and not p["flags"] & ACK), None)
+    sa = next((p for p in P if p["flags"] & SYN and p["flags"] & ACK), None)
+    if sa is None:
+        return None
+    if side == "server":
+        ack = next((p for p in P[P.index(sa) + 1:] if p["dir"] == "c" and not p["flags"] & SYN), None)
+        return ack["ts"] - sa["ts"] if ack else None
+    return sa["ts"] - syn["ts"] if syn else None
+
+
+def analyse(f, h2c=(frozenset(), frozenset()), side="client", peers=lambda t0, t1: None):
+    """peers(t0, t1): an answer on another flow to the same server in (t0, t1], as
+    (flow, packet), else None"""
     goaways, control = h2c
     P = f["pkts"]
     sport = f["server"][1]
@@ -326,8 +367,31 @@ def analyse(f, h2c=(frozenset(), frozenset())):
         r["retrans"] = retrans
         r["server_after"] = [p for p in after if p["dir"] == "s"]
         r["client_end"] = next((p for p in after if p["dir"] == "c" and p["flags"] & (FIN | RST)), None)
-        blackhole = (not r["server_after"] and retrans and r["req_silence"] > BLACKHOLE_IDLE_S
-                     and not any(p["flags"] & FIN for p in before))
+        dropped = (not r["server_after"] and bool(retrans)
+                   and not any(p["flags"] & FIN for p in before))
+        silence = r["req_silence"]
+        blackhole = dropped and silence > BLACKHOLE_IDLE_S
+        if dropped and not blackhole:
+            # corroborated: a shorter silence, long for the path, longer than any it
+            # survived, while another connection to the same server was answered
+            rtt = handshake_rtt(P, side)
+            last_srv = max((k for k, q in enumerate(before) if q["dir"] == "s"
+                            and not q["flags"] & RST), default=-1)
+            survived = max((q["ts"] - before[k - 1]["ts"] for k, q in enumerate(before)
+                            if 0 < k < last_srv and q["dir"] == "c"), default=Decimal(0))
+            peer = peers(req["ts"], P[-1]["ts"])
+            why = []
+            if not silence > CORROBORATED_IDLE_S:
+                why.append("silence <= %s s" % CORROBORATED_IDLE_S)
+            if rtt is not None and not silence >= MIDDLEBOX_IDLE_RTTS * rtt:
+                why.append("silence < %d RTT (%.1f ms)" % (MIDDLEBOX_IDLE_RTTS, rtt * 1000))
+            if not silence > survived:
+                why.append("silence <= the longest it survived (%.3f s)" % survived)
+            if peer is None:
+                why.append("no other connection to this server answered meanwhile")
+            r["corroboration"] = dict(rtt=rtt, survived=survived, peer=peer, why=why)
+            blackhole = not why
+        r["dropped"] = dropped
     if req is not None and not r["answered"] and router_rst and sfin is None:
         r["verdict"] = "nat_idle_reset"
     elif req is not None and not r["answered"] and close is not None:
@@ -502,8 +566,17 @@ def main():
                                       for k in flows) else (frozenset(), frozenset())
         stem = name.rsplit(".", 1)[0].replace("-client", "").replace("-server", "")
         entries = [c for c in newlog if c["client"] == stem or c["client"].startswith(stem + "-")]
+        answers = {key: answers_of(f) for key, f in flows.items()}
+
+        def peers_of(key, f):
+            def peers(t0, t1):
+                hits = [(g, q) for k, g in flows.items() if k != key and g["server"] == f["server"]
+                        for q in answers[k] if t0 < q["ts"] <= t1]
+                return min(hits, key=lambda h: (h[1]["ts"], h[1]["n"])) if hits else None
+            return peers
+
         for key, f in flows.items():
-            r = analyse(f, h2c)
+            r = analyse(f, h2c, side, peers_of(key, f))
             P = f["pkts"]
             v6 = P[0]["v6"]
             cl, sv = f["client"], f["server"]
@@ -551,7 +624,8 @@ def main():
             # scenario text
             proto = {80: "plain", 81: "plain", 443: "tls12", 444: "tls12", 8443: "tls13",
                      8444: "tls13", 8080: "nat", 8090: "blackhole",
-                     8091: "blackhole slow server"}.get(sv[1], "?")
+                     8091: "blackhole slow server",
+                     8092: "blackhole lonely server"}.get(sv[1], "?")
             if v6:
                 proto += " ipv6"
             role = lg["role"] if lg else "?"
@@ -585,6 +659,23 @@ def main():
                 bits.append("no ACK/data/RST after the request (silence %.3f s); %d retransmissions over %.3f s; %s"
                             % (r["req_silence"], len(r["retrans"]),
                                r["retrans"][-1]["ts"] - r["req"]["ts"], how))
+                co = r.get("corroboration")
+                if co:
+                    g, q = co["peer"]
+                    bits.append("silence <= %s s, corroborated: %s to the same server answered (#%d, +%.3f s) "
+                                "while it waited; RTT %s, longest silence survived %.3f s"
+                                % (BLACKHOLE_IDLE_S, ep(g["client"][0], g["client"][1], q["v6"]), q["n"],
+                                   q["ts"] - r["req"]["ts"],
+                                   "%.1f ms" % (co["rtt"] * 1000) if co["rtt"] is not None else "unknown",
+                                   co["survived"]))
+            elif r.get("dropped") and side == "client":
+                end = r["client_end"]
+                bits.append("no ACK/data/RST after the request (silence %.3f s); %d retransmissions over %.3f s; "
+                            "%s; not idle_blackhole: silence <= %s s and %s"
+                            % (r["req_silence"], len(r["retrans"]), r["retrans"][-1]["ts"] - r["req"]["ts"],
+                               "client %s at +%.3f s" % ("RST" if end["flags"] & RST else "FIN", end["ts"] - r["req"]["ts"])
+                               if end is not None else "no client FIN/RST before the capture ended",
+                               BLACKHOLE_IDLE_S, ", ".join(r["corroboration"]["why"])))
             elif lg and lg["proto"] == "nat" and v == "open_at_end":
                 bits.append("server never saw the request (router RST'd it)")
             elif lg and lg["proto"] == "blackhole" and v == "open_at_end":
@@ -601,7 +692,9 @@ def main():
                 if lg["role"] in ("sweep",) or idle_lab:
                     cap_failed = v in ("keepalive_race", "nat_idle_reset", "idle_blackhole")
                     server_blind = side == "server" and idle_lab and v == "open_at_end"
-                    if failed != cap_failed and not server_blind:
+                    # dropped, but too short a silence to call it: the rule's other side
+                    unproven = side == "client" and idle_lab and r.get("dropped") and v == "open_at_end"
+                    if failed != cap_failed and not server_blind and not unproven:
                         problems.append("%s %s: client says %r but capture verdict %s"
                                         % (name, cl, lg["outcome"], v))
             else:

@@ -210,9 +210,10 @@ for name in "${LIVE_NAMES[@]}"; do
     "$STALECONN" -r "$OUT/$name.pcap" --format json > "$OUT/$name.offline.json" || true
     python3 "$LAB/compare_live.py" "$OUT/$name.json" "$OUT/$name.offline.json" >&2
 done
-# the blackhole captures (lab/blackhole.sh) stay in testdata/: measure them with their own log
+# the blackhole captures (lab/blackhole.sh, also BH_SHORT=1) stay in testdata/: measure them with their own logs
 CLIENT_LOGS=(--clients "$OUT/lab/last-run/clients.jsonl")
 [ -e "$OUT/lab/last-run-blackhole/clients.jsonl" ] && CLIENT_LOGS+=(--clients "$OUT/lab/last-run-blackhole/clients.jsonl")
+[ -e "$OUT/lab/last-run-blackhole-short/clients.jsonl" ] && CLIENT_LOGS+=(--clients "$OUT/lab/last-run-blackhole-short/clients.jsonl")
 python3 "$LAB/measure.py" --dir "$OUT" "${CLIENT_LOGS[@]}" \
     --out "$OUT/expected.tsv" --delay-ms "$DELAY_MS"
 ls -l "$OUT"/*.pcap "$OUT"/*.pcapng >&2
