@@ -269,6 +269,15 @@ mod tests {
             "{}",
             finding.sentence
         );
+        // The other connection goes on being answered after this one gave up: the answer
+        // that came while it waited still counts.
+        let mut longer = packets.clone();
+        longer.extend([
+            (51002, (50.0, C, PSH_ACK, 1 + get, 1 + ok, GET)),
+            (51002, (50.05, S, PSH_ACK, 1 + ok, 1 + 2 * get, OK)),
+        ]);
+        let finding = judge(&flows(&longer)[0]).expect("still lost state");
+        assert_eq!(finding.evidence.peer_answer_frame, Some(14));
         // Alone, the same 30 s proves nothing: the path itself may have been down.
         let alone: Vec<(u16, Packet)> = packets.into_iter().filter(|p| p.0 == 51001).collect();
         assert!(judge(&flows(&alone)[0]).is_none());

@@ -1025,6 +1025,11 @@ impl FlowTable {
                     if self.answers.len() > self.answers_limit {
                         prune_answers(&mut self.answers, &mut self.answers_limit, at.ts);
                     }
+                } else if from_client && flow.peer_answer.is_none() {
+                    // A request retransmitted into silence: while the client waits, an
+                    // answer on another connection to the server is kept, before later
+                    // answers replace it in the map.
+                    note_peer_answer(flow, &self.answers);
                 }
                 if was_closed || !flow.is_closed() {
                     return None;
@@ -1166,11 +1171,9 @@ impl FlowTable {
     /// hand it on was two copies of it per flow.
     fn hand_on(&self, mut flow: Box<Flow>, end: End) -> Box<Flow> {
         flow.end = end;
-        flow.peer_answer = self
-            .answers
-            .get(&Endpoint::from(flow.server))
-            .filter(|a| a.flow != flow.id)
-            .copied();
+        if flow.peer_answer.is_none() {
+            note_peer_answer(&mut flow, &self.answers);
+        }
         flow
     }
 }
@@ -1180,6 +1183,21 @@ const ANSWERS_PRUNE_AT: usize = 4096;
 
 /// Keyed by the server as integers: one insert per answer, so hashing must be cheap.
 type Answers = std::collections::HashMap<Endpoint, PeerAnswer, foldhash::fast::RandomState>;
+
+/// Keeps, for a flow whose last request is unanswered and was retransmitted, the server's
+/// latest answer on another connection if it came after that request.
+fn note_peer_answer(flow: &mut Flow, answers: &Answers) {
+    let Some(request) = flow
+        .last_request
+        .filter(|r| r.answered.is_none() && r.retransmissions > 0)
+    else {
+        return;
+    };
+    flow.peer_answer = answers
+        .get(&Endpoint::from(flow.server))
+        .filter(|a| a.flow != flow.id && a.at.ts > request.at.ts)
+        .copied();
+}
 
 /// Drops the answers older than the horizon; if most are recent, lets the map grow (it
 /// holds one entry per server answered within the horizon).
