@@ -925,8 +925,9 @@ pub struct FlowTable {
 }
 
 /// As many connections as a busy node's own conntrack table holds (nf_conntrack_max is
-/// 262,144 on most): at about 1.4 KB a flow and its queues, the table stops near 500 MB
-/// however many new flows a flood brings (4 million SYN flows peaked at 484 MB).
+/// 262,144 on most): at about 1.6 KB a flow and its queues, the table stops near 410 MB
+/// however many new flows a flood brings (4 million SYN flows peaked at 409 MB; 361 MB
+/// before issue 13's 184 more bytes a flow).
 pub const DEFAULT_MAX_FLOWS: usize = 262_144;
 
 impl FlowTable {
