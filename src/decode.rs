@@ -154,6 +154,33 @@ pub struct Segment<'a> {
     pub payload: &'a [u8],
 }
 
+#[cfg(test)]
+impl<'a> Segment<'a> {
+    /// A segment for unit tests: TTL 64, an open window, the payload whole.
+    pub fn built(
+        src: std::net::SocketAddr,
+        dst: std::net::SocketAddr,
+        flags: u8,
+        seq: u32,
+        ack: u32,
+        payload: &'a [u8],
+    ) -> Segment<'a> {
+        Segment {
+            src: src.ip(),
+            dst: dst.ip(),
+            src_port: src.port(),
+            dst_port: dst.port(),
+            seq,
+            ack,
+            flags: TcpFlags(flags),
+            ttl: 64,
+            window: 64240,
+            payload_len: payload.len() as u32,
+            payload,
+        }
+    }
+}
+
 const ETHERTYPE_IPV4: u16 = 0x0800;
 const ETHERTYPE_IPV6: u16 = 0x86dd;
 const ETHERTYPE_VLAN: [u16; 3] = [0x8100, 0x88a8, 0x9100];

@@ -39,19 +39,7 @@ pub fn flows(packets: &[(u16, Packet)]) -> Vec<Flow> {
         } else {
             (server, client, 500 + seq, 100 + ack)
         };
-        let segment = Segment {
-            src: src.ip(),
-            dst: dst.ip(),
-            src_port: src.port(),
-            dst_port: dst.port(),
-            seq,
-            ack,
-            flags: TcpFlags(flags),
-            ttl: 64,
-            window: 64240,
-            payload_len: payload.len() as u32,
-            payload,
-        };
+        let segment = Segment::built(src, dst, flags, seq, ack, payload);
         let at = Stamp {
             frame: i as u64 + 1,
             ts: Timestamp((t * 1e9) as i64),

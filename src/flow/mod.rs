@@ -1228,20 +1228,14 @@ mod tests {
         ack: u32,
         payload: &'static [u8],
     ) -> Segment<'static> {
-        let (src, dst): (SocketAddr, SocketAddr) = (src.parse().unwrap(), dst.parse().unwrap());
-        Segment {
-            src: src.ip(),
-            dst: dst.ip(),
-            src_port: src.port(),
-            dst_port: dst.port(),
+        Segment::built(
+            src.parse().unwrap(),
+            dst.parse().unwrap(),
+            flags,
             seq,
             ack,
-            flags: TcpFlags(flags),
-            ttl: 64,
-            window: 64240,
-            payload_len: payload.len() as u32,
             payload,
-        }
+        )
     }
 
     /// Feeds segments one millisecond apart (or at the given second) and returns every flow.
