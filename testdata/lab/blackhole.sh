@@ -64,7 +64,7 @@ else
 fi
 WORK=$(mktemp -d /tmp/staleconn-$NAME.XXXXXX)
 EVIDENCE="$OUT/lab/last-run-$NAME"
-. "$LAB/common.sh"   # PIDS, log, cleanup on exit, wait_for, stop_pid, need, build_delayline, fresh_namespaces, router_links
+. "$LAB/common.sh"   # PIDS, log, cleanup on exit, wait_for, stop_pid, need, build_delayline, fresh_namespaces, router_links, start_delay_line, self_signed_cert
 
 # cap NS NAME ARGS...: start tcpdump in NS writing $OUT/NAME; its PID in CAPS
 CAPS=()
@@ -93,11 +93,7 @@ CT_TIMEOUT=$(python3 -c "print(max(5, int($CT_BASE * $BH_SCALE)))")
 THINK=$(python3 -c "print(20 * $BH_SCALE)")
 R sysctl -qw net.netfilter.nf_conntrack_tcp_timeout_established="$CT_TIMEOUT"
 R sysctl -qw net.netfilter.nf_conntrack_tcp_loose=0
-ip netns exec $NS_R "$WORK/delayline" $QNUM "$DELAY_MS" 600 2>"$WORK/delayline.log" &
-PIDS+=($!); DELAY_PID=$!
-wait_for grep -q "delayline: queue" "$WORK/delayline.log" || { log "delayline did not start"; cat "$WORK/delayline.log"; exit 1; }
-R iptables -t mangle -A PREROUTING -i br0 -j NFQUEUE --queue-num $QNUM
-R iptables -t mangle -A PREROUTING -i br1 -j NFQUEUE --queue-num $QNUM
+start_delay_line 600 br0 br1
 
 log "server: blackhole_server.py on :$PORT (answers at once), :$SLOW_PORT (thinks 20 s)${SERVER_ARGS[*]:+ and :$LONELY_PORT (answers at once)}"
 mkdir -p "$EVIDENCE"

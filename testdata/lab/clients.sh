@@ -44,7 +44,7 @@ NS_C=sk-cli NS_R=sk-rtr NS_S=sk-srv
 CLI4=198.18.30.2 RTR4C=198.18.30.1 RTR4S=198.19.30.1 SRV4=198.19.30.2
 WORK=$(mktemp -d /tmp/staleconn-clients.XXXXXX)
 EVIDENCE="$OUT/lab/last-run-clients"
-. "$LAB/common.sh"   # PIDS, log, cleanup on exit, wait_for, stop_pid, need, build_delayline, fresh_namespaces, router_links
+. "$LAB/common.sh"   # PIDS, log, cleanup on exit, wait_for, stop_pid, need, build_delayline, fresh_namespaces, router_links, start_delay_line, self_signed_cert
 
 CAP_PIDS=()
 cap() {   # cap NS NAME ARGS...: tcpdump in NS writing $OUT/NAME
@@ -90,16 +90,11 @@ R iptables -A FORWARD -p tcp -m conntrack --ctstate INVALID -j REJECT --reject-w
 R iptables -A FORWARD -p tcp ! --syn -m conntrack --ctstate NEW -j REJECT --reject-with tcp-reset
 R sysctl -qw net.netfilter.nf_conntrack_tcp_timeout_established=60
 R sysctl -qw net.netfilter.nf_conntrack_tcp_loose=0
-ip netns exec $NS_R "$WORK/delayline" $QNUM "$DELAY_MS" 900 2>"$WORK/delayline.log" &
-PIDS+=($!); DELAY_PID=$!
-wait_for grep -q "delayline: queue" "$WORK/delayline.log" || { log "delayline did not start"; cat "$WORK/delayline.log"; exit 1; }
-R iptables -t mangle -A PREROUTING -i kr0 -j NFQUEUE --queue-num $QNUM
-R iptables -t mangle -A PREROUTING -i kr1 -j NFQUEUE --queue-num $QNUM
+start_delay_line 900 kr0 kr1
 
 log "server: certificate, nginx, HAProxy"
 mkdir -p "$WORK/nginx/logs" "$EVIDENCE"
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
-    -keyout "$WORK/key.pem" -out "$WORK/cert.pem" -days 30 -subj "/CN=staleconn-lab" 2>/dev/null
+self_signed_cert
 cat "$WORK/cert.pem" "$WORK/key.pem" > "$WORK/haproxy.pem"
 sed -e "s#@WORK@#$WORK#g" -e "s#@SRV4@#$SRV4#g" "$LAB/nginx-clients.conf.in" > "$WORK/nginx.conf"
 sed -e "s#@WORK@#$WORK#g" -e "s#@SRV4@#$SRV4#g" "$LAB/haproxy.cfg.in" > "$WORK/haproxy.cfg"

@@ -1,6 +1,6 @@
 # Shared by run.sh, blackhole.sh and clients.sh (sourced after they set LAB, NS_C, NS_R,
 # NS_S and WORK): the processes we start, cleanup by PID, bounded waits, the tools, the
-# delay line, the namespaces and the links between them.
+# delay line, the namespaces, the links between them and the servers' certificate.
 
 PIDS=()          # every background process we start, killed by PID only
 
@@ -82,4 +82,25 @@ router_links() {
     done
     ip -n $NS_C route add default via $RTR4C
     ip -n $NS_S route add default via $RTR4S
+}
+
+# start_delay_line SECONDS R0 R1 [ip6tables]: the NFQUEUE delay line (queue QNUM, DELAY_MS
+# each way, for at most SECONDS) in NS_R, every packet entering R0 or R1 queued to it
+# (IPv6 too when the fourth word is ip6tables); sets DELAY_PID
+start_delay_line() {
+    local seconds=$1 r0=$2 r1=$3 v6=${4:-} t
+    ip netns exec $NS_R "$WORK/delayline" $QNUM "$DELAY_MS" "$seconds" 2>"$WORK/delayline.log" &
+    PIDS+=($!); DELAY_PID=$!
+    wait_for grep -q "delayline: queue" "$WORK/delayline.log" || { log "delayline did not start"; cat "$WORK/delayline.log"; exit 1; }
+    for t in iptables $v6; do
+        ip netns exec $NS_R $t -t mangle -A PREROUTING -i "$r0" -j NFQUEUE --queue-num $QNUM
+        ip netns exec $NS_R $t -t mangle -A PREROUTING -i "$r1" -j NFQUEUE --queue-num $QNUM
+    done
+}
+
+# self_signed_cert: a P-256 certificate and key for the lab's servers, WORK/cert.pem and
+# WORK/key.pem, made anew at each run
+self_signed_cert() {
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+        -keyout "$WORK/key.pem" -out "$WORK/cert.pem" -days 30 -subj "/CN=staleconn-lab" 2>/dev/null
 }

@@ -45,7 +45,7 @@ NS_C=sc-cli NS_R=sc-rtr NS_S=sc-srv
 CLI4=198.18.1.2 RTR4C=198.18.1.1 RTR4S=198.19.2.1 SRV4=198.19.2.2
 CLI6=fd00:198:18:1::2 RTR6C=fd00:198:18:1::1 RTR6S=fd00:198:19:2::1 SRV6=fd00:198:19:2::2
 WORK=$(mktemp -d /tmp/staleconn-lab.XXXXXX)
-. "$LAB/common.sh"   # PIDS, log, cleanup on exit, wait_for, stop_pid, need, build_delayline, fresh_namespaces, router_links
+. "$LAB/common.sh"   # PIDS, log, cleanup on exit, wait_for, stop_pid, need, build_delayline, fresh_namespaces, router_links, start_delay_line, self_signed_cert
 
 # cap NS NAME ARGS...: start tcpdump in NS writing $OUT/NAME; echo PID
 CAP_PIDS=()
@@ -98,18 +98,11 @@ R iptables -A FORWARD -p tcp ! --syn -m conntrack --ctstate NEW -j REJECT --reje
 CT_TIMEOUT=$(python3 -c "print(max(5, int(350 * $NAT_SCALE)))")
 R sysctl -qw net.netfilter.nf_conntrack_tcp_timeout_established="$CT_TIMEOUT"
 R sysctl -qw net.netfilter.nf_conntrack_tcp_loose=0
-ip netns exec $NS_R "$WORK/delayline" $QNUM "$DELAY_MS" 1800 2>"$WORK/delayline.log" &
-PIDS+=($!); DELAY_PID=$!
-wait_for grep -q "delayline: queue" "$WORK/delayline.log" || { log "delayline did not start"; cat "$WORK/delayline.log"; exit 1; }
-R iptables -t mangle -A PREROUTING -i r0 -j NFQUEUE --queue-num $QNUM
-R iptables -t mangle -A PREROUTING -i r1 -j NFQUEUE --queue-num $QNUM
-R ip6tables -t mangle -A PREROUTING -i r0 -j NFQUEUE --queue-num $QNUM
-R ip6tables -t mangle -A PREROUTING -i r1 -j NFQUEUE --queue-num $QNUM
+start_delay_line 1800 r0 r1 ip6tables
 
 log "server: certificate and nginx"
 mkdir -p "$WORK/nginx/logs" "$OUT/lab/last-run"
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
-    -keyout "$WORK/key.pem" -out "$WORK/cert.pem" -days 30 -subj "/CN=staleconn-lab" 2>/dev/null
+self_signed_cert
 sed -e "s#@WORK@#$WORK#g" -e "s#@SRV4@#$SRV4#g" -e "s#@SRV6@#$SRV6#g" \
     "$LAB/nginx.conf.in" > "$WORK/nginx.conf"
 echo "user root;" | cat - "$WORK/nginx.conf" > "$WORK/nginx.conf.tmp" && mv "$WORK/nginx.conf.tmp" "$WORK/nginx.conf"
