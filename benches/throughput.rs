@@ -440,7 +440,7 @@ fn flood(dir: &Path, syns: usize) {
     for max_flows in [Some("100000"), None] {
         let started = Instant::now();
         let mut command = Command::new(env!("CARGO_BIN_EXE_staleconn"));
-        // The table, as the README advises under a flood: JSON keeps a report per flow.
+        // The table: the figures issue 5 and 7 measured.
         command.arg("-r").arg(&path);
         if let Some(max) = max_flows {
             command.args(["--max-flows", max]);

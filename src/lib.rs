@@ -208,6 +208,13 @@ impl Default for Settings {
     }
 }
 
+/// Receives each flow as it is judged: an output that lists every flow writes it at once,
+/// so nothing is kept per flow to the end (as ripgrep's printers receive matches).
+pub trait FlowSink {
+    /// `start`: the capture's first packet so far, for times relative to it.
+    fn flow(&mut self, report: &FlowReport, start: Timestamp) -> std::io::Result<()>;
+}
+
 /// The stages from decode on, fed one packet at a time: the same for a file and a live
 /// device, so both reach the same verdicts from the same packets. In parts, so that a big
 /// file can run the flow table on a second thread (`analyze_files`).
@@ -215,7 +222,7 @@ pub struct Pipeline<'s> {
     settings: &'s Settings,
     decoder: Decoder<'s>,
     table: FlowTable,
-    judged: Judged,
+    judged: Judged<'s>,
 }
 
 /// Counts every packet and decodes it into the segment the tracker needs, or counts why
@@ -230,9 +237,14 @@ struct Decoder<'s> {
 
 /// What became of the flows handed on by the flow table.
 #[derive(Default)]
-struct Judged {
-    /// Reports kept for the output (see `Settings::keep_benign`).
+struct Judged<'s> {
+    /// Reports kept for the output (see `Settings::keep_benign`); with a sink, the flagged
+    /// ones only (for `--write-flagged`).
     flows: Vec<FlowReport>,
+    /// Where every judged flow goes at once, if the output streams.
+    sink: Option<&'s mut dyn FlowSink>,
+    /// The sink's first failure (a closed pipe): reading stops, `finish` reports it.
+    sink_error: Option<std::io::Error>,
     verdicts: BTreeMap<Verdict, usize>,
     /// Live: flagged flows announced and not yet handed on, so each is announced once.
     announced: HashSet<u64>,
@@ -240,15 +252,31 @@ struct Judged {
     advisor: Advisor,
 }
 
-impl Judged {
-    /// Judges a finished flow, counts its verdict, and keeps its report if it will be shown.
-    fn record(&mut self, settings: &Settings, flow: Box<Flow>) {
+impl Judged<'_> {
+    /// Judges a finished flow, counts its verdict, and keeps its report if it will be shown,
+    /// or hands it to the sink. `start`: the capture's first packet so far.
+    fn record(&mut self, settings: &Settings, flow: Box<Flow>, start: Option<Timestamp>) {
         self.announced.remove(&flow.id);
         let finding = detect::judge(&flow, &settings.thresholds);
         self.advisor.observe(&flow, &finding);
         *self.verdicts.entry(finding.verdict).or_default() += 1;
-        if settings.keep_benign || finding.verdict.flagged() {
-            self.flows.push(FlowReport::new(&flow, finding));
+        let flagged = finding.verdict.flagged();
+        match self.sink.as_deref_mut() {
+            Some(sink) => {
+                let report = FlowReport::new(&flow, finding);
+                if self.sink_error.is_none()
+                    && let Err(e) = sink.flow(&report, start.unwrap_or_default())
+                {
+                    self.sink_error = Some(e);
+                }
+                if flagged {
+                    self.flows.push(report);
+                }
+            }
+            None if settings.keep_benign || flagged => {
+                self.flows.push(FlowReport::new(&flow, finding));
+            }
+            None => {}
         }
     }
 
@@ -262,6 +290,23 @@ impl Judged {
 }
 
 impl<'s> Pipeline<'s> {
+    /// A pipeline whose judged flows all go to `sink` as they are judged; the analysis it
+    /// finishes with keeps the flagged ones only.
+    pub fn with_sink(
+        settings: &'s Settings,
+        link: LinkType,
+        sink: &'s mut dyn FlowSink,
+    ) -> Pipeline<'s> {
+        let mut pipeline = Pipeline::new(settings, link);
+        pipeline.judged.sink = Some(sink);
+        pipeline
+    }
+
+    /// The sink failed (its reader went away): nothing more is worth reading.
+    pub fn sink_failed(&self) -> bool {
+        self.judged.sink_error.is_some()
+    }
+
     pub fn new(settings: &'s Settings, link: LinkType) -> Pipeline<'s> {
         Pipeline {
             decoder: Decoder {
@@ -281,6 +326,7 @@ impl<'s> Pipeline<'s> {
     /// is flagged, that flow's report is returned: the moment its story is certain.
     pub fn packet(&mut self, packet: &Packet, announce: bool) -> Option<FlowReport> {
         let segment = self.decoder.decode(packet)?;
+        let start = self.decoder.first_packet;
         let Pipeline {
             settings,
             table,
@@ -291,7 +337,9 @@ impl<'s> Pipeline<'s> {
             frame: packet.frame,
             ts: packet.ts,
         };
-        let closed = table.observe(&segment, at, &mut |flow| judged.record(settings, flow))?;
+        let closed = table.observe(&segment, at, &mut |flow| {
+            judged.record(settings, flow, start)
+        })?;
         if !announce {
             return None;
         }
@@ -303,13 +351,14 @@ impl<'s> Pipeline<'s> {
     /// A clock tick from a live capture: closed flows whose grace period is over by `now`
     /// are judged without waiting for the next packet.
     pub fn tick(&mut self, now: Timestamp) {
+        let start = self.decoder.first_packet;
         let Pipeline {
             settings,
             table,
             judged,
             ..
         } = self;
-        table.release_closed(now, &mut |flow| judged.record(settings, flow));
+        table.release_closed(now, &mut |flow| judged.record(settings, flow, start));
     }
 
     pub fn flows_tracked(&self) -> usize {
@@ -325,15 +374,19 @@ impl<'s> Pipeline<'s> {
         self.judged.flagged() + self.judged.announced.len()
     }
 
-    /// The capture ended: every flow still open is judged.
-    pub fn finish(self, source: String, mut warnings: Vec<String>) -> Analysis {
+    /// The capture ended: every flow still open is judged. A sink's failure is the error.
+    pub fn finish(self, source: String, mut warnings: Vec<String>) -> Result<Analysis> {
         let Pipeline {
             settings,
             decoder,
             mut table,
             mut judged,
         } = self;
-        table.finish_all(&mut |flow| judged.record(settings, flow));
+        let start = decoder.first_packet;
+        table.finish_all(&mut |flow| judged.record(settings, flow, start));
+        if let Some(e) = judged.sink_error {
+            return Err(e.into());
+        }
         judged.flows.sort_by_key(|f| f.id);
         if let Some(&cut) = decoder.packets.skipped.get(&Skip::Truncated) {
             warnings.push(format!(
@@ -353,7 +406,7 @@ impl<'s> Pipeline<'s> {
                 settings.max_flows
             ));
         }
-        Analysis {
+        Ok(Analysis {
             source,
             link_type: decoder.link.name(),
             first_packet: decoder.first_packet,
@@ -365,7 +418,7 @@ impl<'s> Pipeline<'s> {
             evicted,
             kernel: None,
             warnings,
-        }
+        })
     }
 }
 
@@ -410,8 +463,21 @@ pub fn analyze_file(path: &str, settings: &Settings) -> Result<Analysis> {
 /// Reads saved captures in one pass as one capture (several files merged by timestamp)
 /// and judges every flow.
 pub fn analyze_files(paths: &[String], settings: &Settings) -> Result<Analysis> {
+    analyze_files_into(paths, settings, None)
+}
+
+/// `analyze_files`, every judged flow handed to `sink` as it is judged (the analysis then
+/// keeps the flagged flows only).
+pub fn analyze_files_into(
+    paths: &[String],
+    settings: &Settings,
+    sink: Option<&mut dyn FlowSink>,
+) -> Result<Analysis> {
     let mut source = Files::open(paths, settings.bpf.as_deref())?;
-    let mut pipeline = Pipeline::new(settings, source.link());
+    let mut pipeline = match sink {
+        Some(sink) => Pipeline::with_sink(settings, source.link(), sink),
+        None => Pipeline::new(settings, source.link()),
+    };
     let mut progress = progress::Progress::for_files(paths);
     let mut warnings = Vec::new();
     let ended = match source.mapped() {
@@ -428,7 +494,7 @@ pub fn analyze_files(paths: &[String], settings: &Settings) -> Result<Analysis> 
     }
     progress.finish();
     warnings.extend(source.take_warnings());
-    Ok(pipeline.finish(source.name().to_string(), warnings))
+    pipeline.finish(source.name().to_string(), warnings)
 }
 
 /// `analyze_files`'s loop over packets libpcap reads, or several files merged.
@@ -444,6 +510,7 @@ fn read_on_this_thread(
             pipeline.packet(packet, false);
             match count {
                 Some(c) if pipeline.packets_read() >= c => Take::Stop,
+                _ if pipeline.sink_failed() => Take::Stop,
                 _ => Take::Next,
             }
         })?;
@@ -512,12 +579,14 @@ fn read_on_two_threads(
             })
             .map_err(|e| anyhow::anyhow!("cannot start the flow table's thread ({e})"))?;
         // Judges the flows a returned handoff carries; the handoff is then ready for reuse.
-        let mut judge = |mut returned: Handoff| {
+        // Also says whether the sink failed, so reading can stop.
+        let mut judge = |mut returned: Handoff, start: Option<Timestamp>| {
             for flow in returned.finished.drain(..) {
-                judged.record(settings, flow);
+                judged.record(settings, flow, start);
             }
-            returned
+            (returned, judged.sink_error.is_some())
         };
+        let mut sink_failed = false;
         let mut handoff = Handoff::default();
         let mut spare: Option<Handoff> = None;
         let ended = file.read_mapped(usize::MAX, |packet, mapped| {
@@ -541,7 +610,9 @@ fn read_on_two_threads(
                 });
                 if handoff.segments.len() == HANDOFF_SEGMENTS {
                     while let Ok(returned) = empty.try_recv() {
-                        spare = Some(judge(returned));
+                        let (returned, failed) = judge(returned, decoder.first_packet);
+                        spare = Some(returned);
+                        sink_failed |= failed;
                     }
                     let next = spare.take().unwrap_or_else(|| Handoff {
                         segments: Vec::with_capacity(HANDOFF_SEGMENTS),
@@ -554,6 +625,7 @@ fn read_on_two_threads(
             }
             match count {
                 Some(c) if decoder.packets.read >= c => Take::Stop,
+                _ if sink_failed => Take::Stop,
                 _ => Take::Next,
             }
         });
@@ -563,7 +635,7 @@ fn read_on_two_threads(
             std::panic::resume_unwind(panic);
         }
         for returned in empty.try_iter() {
-            judge(returned);
+            judge(returned, decoder.first_packet);
         }
         Ok(ended.map(|_| ()))
     })
@@ -652,6 +724,16 @@ pub struct Outcome {
 /// Runs what the configuration asks: analyses a file or a live device and writes the
 /// report to `out` (warnings to `err`), or lists the interfaces.
 pub fn run(config: &Config, out: &mut dyn Write, err: &mut dyn Write) -> Result<Outcome> {
+    if let (Input::File(paths), report::Output::Json) = (&config.input, config.output) {
+        // Streamed: each flow is written as it is judged, the rest after the last.
+        let mut stream = report::JsonStream::new(std::io::BufWriter::with_capacity(1 << 16, out));
+        let analysis = analyze_files_into(paths, &config.settings, Some(&mut stream))?;
+        after_analysis(config, &analysis, None, err)?;
+        stream.finish(&analysis)?;
+        return Ok(Outcome {
+            flagged: analysis.flagged(),
+        });
+    }
     let (analysis, flagged_file) = match &config.input {
         Input::File(paths) => (analyze_files(paths, &config.settings)?, None),
         Input::Live(live_config) => live::capture(config, live_config, out, err)?,
@@ -663,6 +745,24 @@ pub fn run(config: &Config, out: &mut dyn Write, err: &mut dyn Write) -> Result<
             return Ok(Outcome { flagged: 0 });
         }
     };
+    after_analysis(config, &analysis, flagged_file, err)?;
+    let live = matches!(config.input, Input::Live(_));
+    let rendered = config.output.renderer(live).render(&analysis);
+    out.write_all(rendered.as_bytes())?;
+    out.flush()?;
+    Ok(Outcome {
+        flagged: analysis.flagged(),
+    })
+}
+
+/// What follows every analysis before its report: the warnings, the flagged flows' packets
+/// (`--write-flagged`) and the plot.
+fn after_analysis(
+    config: &Config,
+    analysis: &Analysis,
+    flagged_file: Option<capture::Savefile>,
+    err: &mut dyn Write,
+) -> Result<()> {
     for warning in &analysis.warnings {
         writeln!(err, "staleconn: warning: {warning}")?;
     }
@@ -677,7 +777,7 @@ pub fn run(config: &Config, out: &mut dyn Write, err: &mut dyn Write) -> Result<
             Some(opened) => FlaggedOutput::Opened(opened),
             None => FlaggedOutput::Path(out_path),
         };
-        let written = write_flagged(&capture_paths, &analysis, target)?;
+        let written = write_flagged(&capture_paths, analysis, target)?;
         writeln!(
             err,
             "staleconn: wrote {written} packets of {} flagged flows to {}",
@@ -686,13 +786,7 @@ pub fn run(config: &Config, out: &mut dyn Write, err: &mut dyn Write) -> Result<
         )?;
     }
     if let Some(path) = &config.plot {
-        report::plot::write_svg(path, &analysis)?;
+        report::plot::write_svg(path, analysis)?;
     }
-    let live = matches!(config.input, Input::Live(_));
-    let rendered = config.output.renderer(live).render(&analysis);
-    out.write_all(rendered.as_bytes())?;
-    out.flush()?;
-    Ok(Outcome {
-        flagged: analysis.flagged(),
-    })
+    Ok(())
 }

@@ -126,7 +126,7 @@ pub fn capture(
             k.if_dropped
         ));
     }
-    let mut analysis = pipeline.finish(source.name().to_string(), warnings);
+    let mut analysis = pipeline.finish(source.name().to_string(), warnings)?;
     analysis.kernel = kernel;
     Ok((analysis, flagged_file))
 }

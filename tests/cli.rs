@@ -209,20 +209,23 @@ fn target_selects_the_server_side() {
 
 #[test]
 fn broken_pipe_is_not_an_error() {
-    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("staleconn"))
-        .args(["-r", RACE, "--all"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    drop(child.stdout.take());
-    let out = child.wait_with_output().unwrap();
-    assert_ne!(out.status.code(), Some(2), "{:?}", out.status);
-    assert!(
-        out.stderr.is_empty(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    // The table, and JSON, which is written while the capture is read.
+    for format in ["table", "json"] {
+        let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("staleconn"))
+            .args(["-r", RACE, "--all", "--format", format])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        assert_ne!(out.status.code(), Some(2), "{format}: {:?}", out.status);
+        assert!(
+            out.stderr.is_empty(),
+            "{format}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }
 
 #[test]

@@ -157,7 +157,9 @@ fn analyse(frames: &[Vec<u8>], times: &[i64]) -> Analysis {
             false,
         );
     }
-    pipeline.finish("built".into(), Vec::new())
+    pipeline
+        .finish("built".into(), Vec::new())
+        .expect("a pipeline without a sink does not fail")
 }
 
 fn verdicts_of(talk: &Talk) -> (Vec<Verdict>, Analysis) {

@@ -490,7 +490,9 @@ fn analyse(frames: &[Frame]) -> Analysis {
         };
         pipeline.packet(&packet, false);
     }
-    pipeline.finish("built".into(), Vec::new())
+    pipeline
+        .finish("built".into(), Vec::new())
+        .expect("a pipeline without a sink does not fail")
 }
 
 fn verdicts(analysis: &Analysis) -> Vec<(u16, Verdict)> {

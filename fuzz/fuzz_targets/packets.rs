@@ -177,7 +177,9 @@ fuzz_target!(|data: &[u8]| {
             pipeline.tick(ts);
         }
     }
-    let analysis = pipeline.finish("fuzz".into(), Vec::new());
+    let analysis = pipeline
+        .finish("fuzz".into(), Vec::new())
+        .expect("a pipeline without a sink does not fail");
     let table = Output::Table {
         all: true,
         color: true,

@@ -1,7 +1,10 @@
 //! One JSON document for scripts: every flow with its verdict and evidence, and the summary.
-//! Field names are a contract: add fields, never rename them.
+//! Field names are a contract: add fields, never rename them. Read from a file, the
+//! document is streamed (`JsonStream`): each flow is written as it is judged, the servers
+//! and the summary after the last.
 
 use std::collections::BTreeMap;
+use std::io::{self, Write};
 
 use serde::Serialize;
 
@@ -9,7 +12,7 @@ use super::Render;
 use crate::decode::Skip;
 use crate::detect::{Evidence, Verdict};
 use crate::time::{Timestamp, secs};
-use crate::{Analysis, FlowReport};
+use crate::{Analysis, FlowReport, FlowSink};
 
 pub struct JsonReport {
     /// One line per document, for a stream of JSON lines.
@@ -21,6 +24,14 @@ struct Document<'a> {
     source: Source<'a>,
     flows: Vec<JsonFlow<'a>>,
     /// Per server: measured timeouts, likely culprits, what to change.
+    servers: &'a [crate::advice::ServerAdvice],
+    summary: Summary<'a>,
+}
+
+/// What follows the flows in a streamed document: the same fields as `Document`.
+#[derive(Serialize)]
+struct Tail<'a> {
+    source: Source<'a>,
     servers: &'a [crate::advice::ServerAdvice],
     summary: Summary<'a>,
 }
@@ -101,42 +112,15 @@ struct Packets {
 
 impl Render for JsonReport {
     fn render(&self, analysis: &Analysis) -> String {
-        let verdicts = analysis
-            .verdicts
-            .iter()
-            .map(|(v, n)| (v.name(), *n))
-            .collect();
         let document = Document {
-            source: Source {
-                file: &analysis.source,
-                link_type: analysis.link_type,
-                first_packet: analysis.first_packet.map(rfc3339),
-                last_packet: analysis.last_packet.map(rfc3339),
-            },
+            source: source(analysis),
             flows: analysis
                 .flows
                 .iter()
                 .map(|f| json_flow(f, analysis.first_packet.unwrap_or_default()))
                 .collect(),
             servers: &analysis.servers,
-            summary: Summary {
-                flows: analysis.total_flows(),
-                flagged: analysis.flagged(),
-                verdicts,
-                packets: Packets {
-                    read: analysis.packets.read,
-                    used: analysis.packets.used,
-                    skipped: analysis.packets.skipped.clone(),
-                    backwards: analysis.packets.backwards,
-                },
-                evicted: analysis.evicted,
-                kernel: analysis.kernel.map(|k| Kernel {
-                    received: k.received,
-                    dropped: k.dropped,
-                    if_dropped: k.if_dropped,
-                }),
-                warnings: &analysis.warnings,
-            },
+            summary: summary(analysis),
         };
         self.to_text(&document)
     }
@@ -159,6 +143,104 @@ impl JsonReport {
             text.unwrap_or_else(|e| format!("{{\"error\": \"cannot serialise the report: {e}\"}}"));
         text.push('\n');
         text
+    }
+}
+
+fn source(analysis: &Analysis) -> Source<'_> {
+    Source {
+        file: &analysis.source,
+        link_type: analysis.link_type,
+        first_packet: analysis.first_packet.map(rfc3339),
+        last_packet: analysis.last_packet.map(rfc3339),
+    }
+}
+
+fn summary(analysis: &Analysis) -> Summary<'_> {
+    Summary {
+        flows: analysis.total_flows(),
+        flagged: analysis.flagged(),
+        verdicts: analysis
+            .verdicts
+            .iter()
+            .map(|(v, n)| (v.name(), *n))
+            .collect(),
+        packets: Packets {
+            read: analysis.packets.read,
+            used: analysis.packets.used,
+            skipped: analysis.packets.skipped.clone(),
+            backwards: analysis.packets.backwards,
+        },
+        evicted: analysis.evicted,
+        kernel: analysis.kernel.map(|k| Kernel {
+            received: k.received,
+            dropped: k.dropped,
+            if_dropped: k.if_dropped,
+        }),
+        warnings: &analysis.warnings,
+    }
+}
+
+/// The JSON document written as the analysis goes: `{"flows": [` and each flow as it is
+/// judged, then (`finish`) the source, the servers and the summary, which only the end
+/// knows. Memory holds one flow's text at a time, however many flows the capture has.
+pub struct JsonStream<W: Write> {
+    out: W,
+    flows: usize,
+    /// One flow's text, reused.
+    buffer: Vec<u8>,
+}
+
+/// The indentation of a flow inside the document's `flows` array.
+const FLOW_INDENT: &[u8] = b"\n    ";
+
+impl<W: Write> JsonStream<W> {
+    pub fn new(out: W) -> JsonStream<W> {
+        JsonStream {
+            out,
+            flows: 0,
+            buffer: Vec::new(),
+        }
+    }
+
+    /// Ends the document with what the whole analysis found.
+    pub fn finish(mut self, analysis: &Analysis) -> io::Result<()> {
+        self.out.write_all(if self.flows == 0 {
+            b"{\n  \"flows\": [],"
+        } else {
+            b"\n  ],"
+        })?;
+        let tail = Tail {
+            source: source(analysis),
+            servers: &analysis.servers,
+            summary: summary(analysis),
+        };
+        let text = serde_json::to_vec_pretty(&tail)?;
+        // `{` dropped: the tail's fields go on in the document the flows began.
+        self.out.write_all(&text[1..])?;
+        self.out.write_all(b"\n")?;
+        self.out.flush()
+    }
+}
+
+impl<W: Write> FlowSink for JsonStream<W> {
+    fn flow(&mut self, report: &FlowReport, start: Timestamp) -> io::Result<()> {
+        self.out.write_all(if self.flows == 0 {
+            b"{\n  \"flows\": ["
+        } else {
+            b","
+        })?;
+        self.flows += 1;
+        self.buffer.clear();
+        serde_json::to_writer_pretty(&mut self.buffer, &json_flow(report, start))?;
+        // JSON strings hold no raw newline: every one in the text is between tokens.
+        self.out.write_all(FLOW_INDENT)?;
+        for (i, line) in self.buffer.split(|&b| b == b'\n').enumerate() {
+            if i > 0 {
+                self.out.write_all(FLOW_INDENT)?;
+            }
+            self.out.write_all(line)?;
+        }
+        Ok(())
     }
 }
 

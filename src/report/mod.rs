@@ -1,9 +1,12 @@
 //! Report rendering: the table and JSON turn an `Analysis` into text, with no I/O, so each
-//! is tested as a string (a new format is one new file); the plot draws it to an SVG file.
+//! is tested as a string (a new format is one new file); JSON read from a file is streamed
+//! to an `io::Write` flow by flow instead; the plot draws an analysis to an SVG file.
 
 mod json;
 pub mod plot;
 mod table;
+
+pub use json::JsonStream;
 
 use crate::{Analysis, FlowReport};
 
