@@ -127,7 +127,9 @@ enum Body {
     /// An HTTP/1.1 request head.
     Request,
     /// An HTTP/1.1 response head; `close`: it says `Connection: close`.
-    Response { close: bool },
+    Response {
+        close: bool,
+    },
 }
 
 #[derive(Clone, Copy)]
@@ -302,7 +304,11 @@ fn script(kind: Kind, start_s: f64, plaintext: bool, rng: &mut Rng) -> Vec<Pkt> 
             // and its retransmissions; the client gives up with a RST.
             s.handshake(rtt);
             s.exchange_of(plaintext, rtt, rng);
-            let body = if plaintext { Body::Request } else { Body::AppData };
+            let body = if plaintext {
+                Body::Request
+            } else {
+                Body::AppData
+            };
             let request = rng.uniform(80.0, 600.0) as u16;
             s.client(120.0, PSH | ACK, request, body);
             let after = s.c;
@@ -348,7 +354,11 @@ fn script(kind: Kind, start_s: f64, plaintext: bool, rng: &mut Rng) -> Vec<Pkt> 
             s.handshake(rtt);
             s.exchange_of(plaintext, rtt, rng);
             let request = rng.uniform(80.0, 1400.0) as u16;
-            let body = if plaintext { Body::Request } else { Body::AppData };
+            let body = if plaintext {
+                Body::Request
+            } else {
+                Body::AppData
+            };
             s.client(4.99, PSH | ACK, request, body);
             let (c_after_request, c_before) = (s.c, s.c.wrapping_sub(u32::from(request)));
             s.c = c_before; // the server's close does not acknowledge the request
@@ -366,7 +376,11 @@ fn script(kind: Kind, start_s: f64, plaintext: bool, rng: &mut Rng) -> Vec<Pkt> 
             // (TTL 64 where the server's packets arrive with 63).
             s.handshake(rtt);
             s.exchange_of(plaintext, rtt, rng);
-            let body = if plaintext { Body::Request } else { Body::AppData };
+            let body = if plaintext {
+                Body::Request
+            } else {
+                Body::AppData
+            };
             s.client(380.0, PSH | ACK, rng.uniform(80.0, 1400.0) as u16, body);
             s.server(0.0005, RST, 0, Body::None, 64);
         }
@@ -664,12 +678,21 @@ fn main() {
     println!();
     println!(
         "{:<6} {:>9} {:>7} {:>9}  {:>13}  {:>13}  {:>22}  {:>22}  verdicts",
-        "mix", "packets", "flows", "open max", "libpcap loop", "min. tracker", "staleconn (table)", "staleconn (json)"
+        "mix",
+        "packets",
+        "flows",
+        "open max",
+        "libpcap loop",
+        "min. tracker",
+        "staleconn (table)",
+        "staleconn (json)"
     );
     for row in &rows {
         println!("{row}");
     }
-    println!("(wall time best of {runs}, ratio to the libpcap loop, peak RSS; target: ratio <= 1.5)");
+    println!(
+        "(wall time best of {runs}, ratio to the libpcap loop, peak RSS; target: ratio <= 1.5)"
+    );
 }
 
 /// One profile's figures.
@@ -687,9 +710,8 @@ struct Row {
 
 impl std::fmt::Display for Row {
     fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        let run = |(s, kb): (f64, u64)| {
-            format!("{s:.2} s {:.2}x {:>4} MB", s / self.floor_s, kb / 1024)
-        };
+        let run =
+            |(s, kb): (f64, u64)| format!("{s:.2} s {:.2}x {:>4} MB", s / self.floor_s, kb / 1024);
         write!(
             f,
             "{:<6} {:>9} {:>7} {:>9}  {:>6.2} s {:>3.0}M/s  {:>6.2} s {:.2}x  {:>22}  {:>22}  {}",
@@ -772,6 +794,8 @@ fn bench_profile(dir: &Path, profile: Profile, packets: usize, runs: usize) -> R
 
 /// Runs staleconn on the capture: wall time, its own peak RSS (KB), and what it printed
 /// (its last 64 KB: a JSON document can be larger than this process should hold).
+// The child is reaped by wait4, which also gives its resource usage.
+#[allow(clippy::zombie_processes)]
 fn staleconn(path: &Path, args: &[&str]) -> (f64, u64, String) {
     // A child's peak counts this process's own peak when the child was started (Linux
     // records the old address space's at exec): reset ours to what we hold now.
@@ -851,7 +875,11 @@ fn planted_found(report: &str, document_ok: bool) -> String {
         "{} ({races} races, {resets} resets, {holes} blackholes, {} other flagged){}",
         if exact { "exact" } else { "MISMATCH" },
         flagged.saturating_sub(races + resets + holes),
-        if document_ok { "" } else { "; JSON document MISMATCH" }
+        if document_ok {
+            ""
+        } else {
+            "; JSON document MISMATCH"
+        }
     )
 }
 
