@@ -61,20 +61,15 @@ pub(crate) struct Judged<'s> {
 impl Judged<'_> {
     /// Judges a finished flow, counts its verdict, and keeps its report if it will be shown,
     /// or hands it to the sink. `start`: the capture's first packet so far.
-    pub(crate) fn record(
-        &mut self,
-        settings: &Settings,
-        flow: Box<Flow>,
-        start: Option<Timestamp>,
-    ) {
+    pub(crate) fn record(&mut self, settings: &Settings, flow: &Flow, start: Option<Timestamp>) {
         self.announced.remove(&flow.id);
-        let finding = detect::judge(&flow, &settings.thresholds);
-        self.advisor.observe(&flow, &finding);
+        let finding = detect::judge(flow, &settings.thresholds);
+        self.advisor.observe(flow, &finding);
         *self.verdicts.entry(finding.verdict).or_default() += 1;
         let flagged = finding.verdict.flagged();
         match self.sink.as_deref_mut() {
             Some(sink) => {
-                let report = FlowReport::new(&flow, finding);
+                let report = FlowReport::new(flow, finding);
                 if self.sink_error.is_none()
                     && let Err(e) = sink.flow(&report, start.unwrap_or_default())
                 {
@@ -85,7 +80,7 @@ impl Judged<'_> {
                 }
             }
             None if settings.keep_benign || flagged => {
-                self.flows.push(FlowReport::new(&flow, finding));
+                self.flows.push(FlowReport::new(flow, finding));
             }
             None => {}
         }
@@ -149,7 +144,7 @@ impl<'s> Pipeline<'s> {
             ts: packet.ts,
         };
         let closed = table.observe(&segment, at, &mut |flow| {
-            judged.record(settings, flow, start)
+            judged.record(settings, &flow, start)
         })?;
         if !announce {
             return None;
@@ -169,7 +164,7 @@ impl<'s> Pipeline<'s> {
             judged,
             ..
         } = self;
-        table.release_closed(now, &mut |flow| judged.record(settings, flow, start));
+        table.release_closed(now, &mut |flow| judged.record(settings, &flow, start));
     }
 
     pub fn flows_tracked(&self) -> usize {
@@ -194,7 +189,7 @@ impl<'s> Pipeline<'s> {
             mut judged,
         } = self;
         let start = decoder.first_packet;
-        table.finish_all(&mut |flow| judged.record(settings, flow, start));
+        table.finish_all(&mut |flow| judged.record(settings, &flow, start));
         if let Some(e) = judged.sink_error {
             return Err(e.into());
         }

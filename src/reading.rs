@@ -86,13 +86,15 @@ struct Handed {
 
 /// Segments on their way from the reading thread to the flow table's thread, with the
 /// mapped windows of the file their payloads lie in; on the way back, empty, with the flows
-/// the table handed on meanwhile, to be judged on the reading thread.
+/// the table handed on meanwhile, to be judged on the reading thread. The judged flows ride
+/// back with the next segments and are freed on the table's thread, which allocated them:
+/// freed on the other thread, they made the two threads fight over malloc's arena lock.
 #[derive(Default)]
 struct Handoff {
     segments: Vec<Handed>,
     /// Keeps the bytes `segments` borrow mapped until the table's thread has dropped them.
     windows: Vec<capture::Mapped>,
-    /// Boxed as the table held them: moving a flow out of its box is a 760-byte copy.
+    /// Boxed as the table held them: moving a flow out of its box is a 944-byte copy.
     #[allow(clippy::vec_box)]
     finished: Vec<Box<Flow>>,
 }
@@ -138,8 +140,12 @@ fn read_on_two_threads(
         // Judges the flows a returned handoff carries; the handoff is then ready for reuse.
         // Also says whether the sink failed, so reading can stop.
         let mut judge = |mut returned: Handoff, start: Option<Timestamp>| {
-            for flow in returned.finished.drain(..) {
+            for flow in &mut returned.finished {
                 judged.record(settings, flow, start);
+                // What only some flows have is freed here; the table's thread, the busier
+                // one with many flows open, only gets the boxes back.
+                flow.http_lines = None;
+                flow.tls = None;
             }
             (returned, judged.sink_error.is_some())
         };
@@ -206,6 +212,8 @@ fn observe_handed(table: &mut FlowTable, handoff: &mut Handoff) {
         windows,
         finished,
     } = handoff;
+    // Judged on the reading thread: their boxes back to the table, which allocated them.
+    table.recycle(finished.drain(..));
     for (i, handed) in segments.iter().enumerate() {
         if let Some(ahead) = segments.get(i + HANDED_AHEAD) {
             // Written on the other core, as was the start of its payload.

@@ -308,6 +308,20 @@ impl Flow {
         orientation: Orientation,
         at: Stamp,
     ) -> Flow {
+        let recent = VecDeque::with_capacity(TIMELINE_PACKETS);
+        Flow::with_timeline(id, client, server, orientation, at, recent)
+    }
+
+    /// A new flow whose timeline fills `recent` (emptied: a reused buffer).
+    fn with_timeline(
+        id: u64,
+        client: SocketAddr,
+        server: SocketAddr,
+        orientation: Orientation,
+        at: Stamp,
+        mut recent: VecDeque<PacketNote>,
+    ) -> Flow {
+        recent.clear();
         Flow {
             id,
             client,
@@ -337,7 +351,7 @@ impl Flow {
             client_silence: 0,
             peer_answer: None,
             end: End::CaptureEnd,
-            recent: VecDeque::with_capacity(TIMELINE_PACKETS),
+            recent,
             http_lines: None,
             last_payload: None,
             last_activity: None,
@@ -922,7 +936,14 @@ pub struct FlowTable {
     /// path. Pruned to `PEER_ANSWER_HORIZON` once it outgrows `answers_limit`.
     answers: Answers,
     answers_limit: usize,
+    /// Boxes of flows already judged, handed back for new flows (`recycle`): allocated,
+    /// reused and freed on the table's own thread.
+    #[allow(clippy::vec_box)]
+    spare: Vec<Box<Flow>>,
 }
+
+/// Boxes kept for reuse at most: about a handoff's worth of finished flows.
+const SPARE_FLOWS: usize = 4096;
 
 /// As many connections as a busy node's own conntrack table holds (nf_conntrack_max is
 /// 262,144 on most): at about 1.6 KB a flow and its queues, the table stops near 410 MB
@@ -948,6 +969,7 @@ impl FlowTable {
             evicted: 0,
             answers: Default::default(),
             answers_limit: ANSWERS_PRUNE_AT,
+            spare: Vec::new(),
         }
     }
 
@@ -957,6 +979,16 @@ impl FlowTable {
 
     pub fn is_empty(&self) -> bool {
         self.flows.len() == 0
+    }
+
+    /// Takes back flows handed on and judged, to reuse their boxes for new flows; past
+    /// `SPARE_FLOWS`, they are freed.
+    pub fn recycle(&mut self, judged: impl Iterator<Item = Box<Flow>>) {
+        for flow in judged {
+            if self.spare.len() < SPARE_FLOWS {
+                self.spare.push(flow);
+            }
+        }
     }
 
     /// Flows handed on early because the table was full.
@@ -1056,7 +1088,15 @@ impl FlowTable {
             self.evict_idlest(done);
         }
         let (client, server, orientation) = self.orient(seg, src, dst);
-        let mut flow = Flow::new(self.next_id, client, server, orientation, at);
+        let mut flow = match self.spare.pop() {
+            // A box handed back: reused, its timeline's buffer too.
+            Some(mut old) => {
+                let recent = std::mem::take(&mut old.recent);
+                *old = Flow::with_timeline(self.next_id, client, server, orientation, at, recent);
+                old
+            }
+            None => Box::new(Flow::new(self.next_id, client, server, orientation, at)),
+        };
         self.next_id += 1;
         flow.observe(seg, at, client == src);
         let closed = flow.is_closed();
@@ -1064,7 +1104,7 @@ impl FlowTable {
             self.closed.push_back((at.ts, key, flow.id));
         }
         self.age.push_back((at.ts, key, flow.id));
-        self.flows.insert(hash, Box::new(flow));
+        self.flows.insert(hash, flow);
         self.drop_stale_age_entries();
         if closed {
             self.flows.get(&key, hash)
