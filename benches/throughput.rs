@@ -132,6 +132,17 @@ enum Body {
     },
 }
 
+impl Body {
+    /// A request's payload: an HTTP head in the clear, or a TLS record.
+    fn request(plaintext: bool) -> Body {
+        if plaintext {
+            Body::Request
+        } else {
+            Body::AppData
+        }
+    }
+}
+
 #[derive(Clone, Copy)]
 struct Pkt {
     t_ns: u64,
@@ -304,11 +315,7 @@ fn script(kind: Kind, start_s: f64, plaintext: bool, rng: &mut Rng) -> Vec<Pkt> 
             // and its retransmissions; the client gives up with a RST.
             s.handshake(rtt);
             s.exchange_of(plaintext, rtt, rng);
-            let body = if plaintext {
-                Body::Request
-            } else {
-                Body::AppData
-            };
+            let body = Body::request(plaintext);
             let request = rng.uniform(80.0, 600.0) as u16;
             s.client(120.0, PSH | ACK, request, body);
             let after = s.c;
@@ -354,11 +361,7 @@ fn script(kind: Kind, start_s: f64, plaintext: bool, rng: &mut Rng) -> Vec<Pkt> 
             s.handshake(rtt);
             s.exchange_of(plaintext, rtt, rng);
             let request = rng.uniform(80.0, 1400.0) as u16;
-            let body = if plaintext {
-                Body::Request
-            } else {
-                Body::AppData
-            };
+            let body = Body::request(plaintext);
             s.client(4.99, PSH | ACK, request, body);
             let (c_after_request, c_before) = (s.c, s.c.wrapping_sub(u32::from(request)));
             s.c = c_before; // the server's close does not acknowledge the request
@@ -376,11 +379,7 @@ fn script(kind: Kind, start_s: f64, plaintext: bool, rng: &mut Rng) -> Vec<Pkt> 
             // (TTL 64 where the server's packets arrive with 63).
             s.handshake(rtt);
             s.exchange_of(plaintext, rtt, rng);
-            let body = if plaintext {
-                Body::Request
-            } else {
-                Body::AppData
-            };
+            let body = Body::request(plaintext);
             s.client(380.0, PSH | ACK, rng.uniform(80.0, 1400.0) as u16, body);
             s.server(0.0005, RST, 0, Body::None, 64);
         }

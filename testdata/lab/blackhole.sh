@@ -64,17 +64,8 @@ else
 fi
 WORK=$(mktemp -d /tmp/staleconn-$NAME.XXXXXX)
 EVIDENCE="$OUT/lab/last-run-$NAME"
-. "$LAB/common.sh"   # PIDS, log, cleanup on exit, wait_for, stop_pid, need, build_delayline, fresh_namespaces, router_links, start_delay_line, self_signed_cert
+. "$LAB/common.sh"   # PIDS, log, cleanup on exit, wait_for, stop_pid, need, build_delayline, fresh_namespaces, router_links, start_delay_line, self_signed_cert, cap, stop_caps
 
-# cap NS NAME ARGS...: start tcpdump in NS writing $OUT/NAME; its PID in CAPS
-CAPS=()
-cap() {
-    local ns=$1 name=$2; shift 2
-    ip netns exec "$ns" tcpdump -U -n -Z root -w "$OUT/$name" "$@" 2>"$WORK/tcpdump-$name.log" &
-    local pid=$!
-    PIDS+=("$pid"); CAPS+=("$pid")
-    wait_for grep -q "listening on" "$WORK/tcpdump-$name.log" || { log "tcpdump $name did not start"; cat "$WORK/tcpdump-$name.log" >&2; exit 1; }
-}
 
 need blackhole.sh tcpdump python3 gcc tshark iptables conntrack
 build_delayline
@@ -137,7 +128,7 @@ wait "$CLIENT_PID" 2>/dev/null || true
 TAIL=$(python3 -c "print(max(5, int(25 * $BH_SCALE)))")
 log "capturing the clients' last retransmissions for $TAIL s"
 sleep "$TAIL"
-for pid in "${CAPS[@]}"; do stop_pid "$pid"; done
+stop_caps
 
 log "router conntrack table and FORWARD counters at the end"
 R conntrack -L 2>/dev/null > "$EVIDENCE/conntrack-end.txt" || true

@@ -44,24 +44,8 @@ NS_C=sk-cli NS_R=sk-rtr NS_S=sk-srv
 CLI4=198.18.30.2 RTR4C=198.18.30.1 RTR4S=198.19.30.1 SRV4=198.19.30.2
 WORK=$(mktemp -d /tmp/staleconn-clients.XXXXXX)
 EVIDENCE="$OUT/lab/last-run-clients"
-. "$LAB/common.sh"   # PIDS, log, cleanup on exit, wait_for, stop_pid, need, build_delayline, fresh_namespaces, router_links, start_delay_line, self_signed_cert
+. "$LAB/common.sh"   # PIDS, log, cleanup on exit, wait_for, stop_pid, need, build_delayline, fresh_namespaces, router_links, start_delay_line, self_signed_cert, cap, stop_caps
 
-CAP_PIDS=()
-cap() {   # cap NS NAME ARGS...: tcpdump in NS writing $OUT/NAME
-    local ns=$1 name=$2; shift 2
-    ip netns exec "$ns" tcpdump -U -n -Z root -w "$OUT/$name" "$@" 2>"$WORK/tcpdump-$name.log" &
-    local pid=$!
-    PIDS+=("$pid"); CAP_PIDS+=("$pid:$name")
-    wait_for grep -q "listening on" "$WORK/tcpdump-$name.log" || { log "tcpdump $name did not start"; cat "$WORK/tcpdump-$name.log" >&2; exit 1; }
-}
-stop_caps() {
-    local want e
-    for want in "$@"; do
-        for e in "${CAP_PIDS[@]}"; do
-            if [ "${e#*:}" = "$want" ]; then stop_pid "${e%%:*}"; fi
-        done
-    done
-}
 
 need clients.sh tcpdump nginx haproxy openssl gcc tshark iptables conntrack node
 build_delayline

@@ -1,6 +1,7 @@
 # Shared by run.sh, blackhole.sh and clients.sh (sourced after they set LAB, NS_C, NS_R,
 # NS_S and WORK): the processes we start, cleanup by PID, bounded waits, the tools, the
-# delay line, the namespaces, the links between them and the servers' certificate.
+# delay line, the namespaces, the links between them, the servers' certificate and the
+# captures.
 
 PIDS=()          # every background process we start, killed by PID only
 
@@ -103,4 +104,25 @@ start_delay_line() {
 self_signed_cert() {
     openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
         -keyout "$WORK/key.pem" -out "$WORK/cert.pem" -days 30 -subj "/CN=staleconn-lab" 2>/dev/null
+}
+
+# cap NS NAME ARGS...: tcpdump in NS writing OUT/NAME, started when it says it listens
+CAP_PIDS=()      # PID:NAME of every capture started
+cap() {
+    local ns=$1 name=$2; shift 2
+    ip netns exec "$ns" tcpdump -U -n -Z root -w "$OUT/$name" "$@" 2>"$WORK/tcpdump-$name.log" &
+    local pid=$!
+    PIDS+=("$pid"); CAP_PIDS+=("$pid:$name")
+    wait_for grep -q "listening on" "$WORK/tcpdump-$name.log" || { log "tcpdump $name did not start"; cat "$WORK/tcpdump-$name.log" >&2; exit 1; }
+}
+
+# stop_caps NAME...: stop the named captures (all of them without a name)
+stop_caps() {
+    local want e
+    for e in "${CAP_PIDS[@]}"; do
+        if [ $# -eq 0 ]; then stop_pid "${e%%:*}"; continue; fi
+        for want in "$@"; do
+            if [ "${e#*:}" = "$want" ]; then stop_pid "${e%%:*}"; fi
+        done
+    done
 }

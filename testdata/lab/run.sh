@@ -45,17 +45,8 @@ NS_C=sc-cli NS_R=sc-rtr NS_S=sc-srv
 CLI4=198.18.1.2 RTR4C=198.18.1.1 RTR4S=198.19.2.1 SRV4=198.19.2.2
 CLI6=fd00:198:18:1::2 RTR6C=fd00:198:18:1::1 RTR6S=fd00:198:19:2::1 SRV6=fd00:198:19:2::2
 WORK=$(mktemp -d /tmp/staleconn-lab.XXXXXX)
-. "$LAB/common.sh"   # PIDS, log, cleanup on exit, wait_for, stop_pid, need, build_delayline, fresh_namespaces, router_links, start_delay_line, self_signed_cert
+. "$LAB/common.sh"   # PIDS, log, cleanup on exit, wait_for, stop_pid, need, build_delayline, fresh_namespaces, router_links, start_delay_line, self_signed_cert, cap, stop_caps
 
-# cap NS NAME ARGS...: start tcpdump in NS writing $OUT/NAME; echo PID
-CAP_PIDS=()
-cap() {
-    local ns=$1 name=$2; shift 2
-    ip netns exec "$ns" tcpdump -U -n -Z root -w "$OUT/$name" "$@" 2>"$WORK/tcpdump-$name.log" &
-    local pid=$!
-    PIDS+=("$pid"); CAP_PIDS+=("$pid:$name")
-    wait_for grep -q "listening on" "$WORK/tcpdump-$name.log" || { log "tcpdump $name did not start"; cat "$WORK/tcpdump-$name.log" >&2; exit 1; }
-}
 # live NS NAME ARGS...: staleconn -i in NS beside tcpdump; its -w file $OUT/NAME.pcap,
 # its JSON lines $OUT/NAME.json; compared with -r on its own -w file after the run
 live() {
@@ -67,14 +58,6 @@ live() {
     wait_for grep -q "listening on" "$WORK/staleconn-$name.log" || { log "staleconn $name did not start"; cat "$WORK/staleconn-$name.log" >&2; exit 1; }
 }
 LIVE_NAMES=()
-stop_caps() {   # stop_caps NAME...: stop the named captures
-    local want e
-    for want in "$@"; do
-        for e in "${CAP_PIDS[@]}"; do
-            if [ "${e#*:}" = "$want" ]; then stop_pid "${e%%:*}"; fi
-        done
-    done
-}
 
 need run.sh tcpdump nginx openssl python3 gcc editcap tshark iptables ip6tables
 build_delayline
