@@ -11,7 +11,7 @@ IdleTimeout), so every close in the captures comes from the client:
                BH_SHORT=1: a server only one client talks to)
 One line per request goes to --log (stderr when not given).
 """
-import argparse, http.server, sys, threading, time
+import argparse, http.server, socketserver, sys, threading, time
 
 P = argparse.ArgumentParser()
 P.add_argument("--host", required=True)
@@ -44,8 +44,16 @@ def handler(think):
     return Handler
 
 
+class Server(http.server.ThreadingHTTPServer):
+    def server_bind(self):
+        # HTTPServer's own looks the host's name up (socket.getfqdn): in a namespace with
+        # no resolver that can take seconds a port, and the lab waits 10 s at most.
+        socketserver.TCPServer.server_bind(self)
+        self.server_name, self.server_port = self.server_address[:2]
+
+
 PORTS = [(A.port, 0.0), (A.slow_port, A.think)] + ([(A.lonely_port, 0.0)] if A.lonely_port else [])
-servers = [http.server.ThreadingHTTPServer((A.host, port), handler(think)) for port, think in PORTS]
+servers = [Server((A.host, port), handler(think)) for port, think in PORTS]
 for s in servers:
     s.daemon_threads = True
     threading.Thread(target=s.serve_forever, daemon=True).start()
