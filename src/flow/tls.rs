@@ -380,6 +380,14 @@ mod tests {
         r
     }
 
+    /// A flow captured after its handshake: its first payload was application data.
+    fn established() -> TlsState {
+        TlsState::new(TlsRecord {
+            content_type: TLS_APPLICATION_DATA,
+            length: 0,
+        })
+    }
+
     fn walk(state: &mut TlsState, from_client: bool, bytes: &[u8]) -> Walked {
         state.walk(from_client, bytes, bytes.len() as u32, false)
     }
@@ -427,10 +435,7 @@ mod tests {
 
     #[test]
     fn a_record_split_across_segments_keeps_its_role() {
-        let mut state = TlsState::new(TlsRecord {
-            content_type: TLS_APPLICATION_DATA,
-            length: 0,
-        });
+        let mut state = established();
         let response = record(TLS_APPLICATION_DATA, 300);
         // Split inside the header, then inside the body.
         let a = walk(&mut state, false, &response[..3]);
@@ -447,10 +452,7 @@ mod tests {
 
     #[test]
     fn a_goaway_record_and_close_notify_in_one_segment() {
-        let mut state = TlsState::new(TlsRecord {
-            content_type: TLS_APPLICATION_DATA,
-            length: 0,
-        });
+        let mut state = established();
         let mut both = record(TLS_APPLICATION_DATA, 34);
         both.extend(record(TLS_APPLICATION_DATA, 19));
         let walked = walk(&mut state, false, &both);
@@ -461,10 +463,7 @@ mod tests {
 
     #[test]
     fn a_snapshot_length_that_hides_a_header_loses_the_walk_until_a_boundary() {
-        let mut state = TlsState::new(TlsRecord {
-            content_type: TLS_APPLICATION_DATA,
-            length: 0,
-        });
+        let mut state = established();
         let mut two = record(TLS_APPLICATION_DATA, 100);
         two.extend(record(TLS_APPLICATION_DATA, 100));
         let cut = state.walk(false, &two[..30], two.len() as u32, false);
