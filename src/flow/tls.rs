@@ -147,10 +147,7 @@ impl TlsState {
             let available = (here.len() as u32).min(len - pos);
             if available < need.min(len - pos) {
                 // The capture cut the segment before this header: the walk is lost.
-                cursor.lost = true;
-                cursor.ever_lost = true;
-                let role = self.unknown_role();
-                self.note_piece(&mut walked, role, pos, &mut all_alert);
+                self.lose(&mut cursor, &mut walked, pos, &mut all_alert);
                 last_role = None;
                 break;
             }
@@ -177,10 +174,7 @@ impl TlsState {
             let header_at = pos.saturating_sub(u32::from(cursor.partial_len));
             cursor.partial_len = 0;
             let Some(record) = tls_record(&header) else {
-                cursor.lost = true;
-                cursor.ever_lost = true;
-                let role = self.unknown_role();
-                self.note_piece(&mut walked, role, pos, &mut all_alert);
+                self.lose(&mut cursor, &mut walked, pos, &mut all_alert);
                 last_role = None;
                 break;
             };
@@ -249,6 +243,13 @@ impl TlsState {
         } else {
             self.server = cursor;
         }
+    }
+
+    /// The walk lost its place at `at`: the rest of the segment is unknown bytes.
+    fn lose(&self, cursor: &mut Cursor, walked: &mut Walked, at: u32, all_alert: &mut bool) {
+        cursor.lost = true;
+        cursor.ever_lost = true;
+        self.note_piece(walked, self.unknown_role(), at, all_alert);
     }
 
     fn note_piece(&self, walked: &mut Walked, role: Role, at: u32, all_alert: &mut bool) {
