@@ -171,6 +171,9 @@ pub struct Settings {
     pub count: Option<u64>,
     /// The most flows tracked at once; the one idle longest is evicted to make room.
     pub max_flows: usize,
+    /// Threads that run the flow tables of a file read in place, besides the one reading
+    /// it. The verdicts and the output are the same for any number.
+    pub threads: usize,
 }
 
 impl Default for Settings {
@@ -182,6 +185,7 @@ impl Default for Settings {
             keep_benign: true,
             count: None,
             max_flows: flow::DEFAULT_MAX_FLOWS,
+            threads: 1,
         }
     }
 }

@@ -224,6 +224,11 @@ pub struct Args {
     #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_FLOWS)]
     pub max_flows: usize,
 
+    /// Threads that track flows in a capture file, besides the one reading it (default: one
+    /// less than the CPUs available, at least 1); the output is the same for any number
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+
     /// Print the man page or a shell's completion script, made from these same definitions,
     /// and exit
     #[arg(long, value_enum, value_name = "WHAT")]
@@ -329,6 +334,9 @@ impl Config {
         if args.count == Some(0) {
             bail!("-c 0: the packet count must be at least 1");
         }
+        if args.threads == Some(0) {
+            bail!("--threads 0: track flows on at least 1 thread");
+        }
         if args.max_flows == 0 {
             bail!("--max-flows 0: track at least 1 flow (default {DEFAULT_MAX_FLOWS})");
         }
@@ -398,12 +406,19 @@ impl Config {
                 keep_benign: !matches!(output, Output::Table { all: false, .. }),
                 count: args.count,
                 max_flows: args.max_flows,
+                threads: args.threads.unwrap_or_else(default_threads),
             },
             output,
             write_flagged: args.write_flagged,
             plot: args.plot,
         })
     }
+}
+
+/// Flow-tracking threads when `--threads` is not given: every CPU this process may use,
+/// but one for the reading thread.
+fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1))
 }
 
 /// The files to read: each `-r`, a glob expanded (sorted), and, when the shell expanded an

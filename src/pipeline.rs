@@ -9,8 +9,8 @@ use crate::advice::Advisor;
 use crate::analysis::{Analysis, FlowReport, PacketCounts, Settings};
 use crate::capture::Packet;
 use crate::decode::{self, LinkType, Segment, Skip};
-use crate::detect::{self, Verdict};
-use crate::flow::{self, Flow, FlowTable, Stamp};
+use crate::detect::{self, Finding, Thresholds, Verdict};
+use crate::flow::{self, Flow, Stamp, Tracker};
 use crate::target::Target;
 use crate::time::Timestamp;
 
@@ -23,11 +23,11 @@ pub trait FlowSink {
 
 /// The stages from decode on, fed one packet at a time: the same for a file and a live
 /// device, so both reach the same verdicts from the same packets. In parts, so that a big
-/// file can run the flow table on a second thread (`analyze_files`).
+/// file can run the flow tables on other threads (`analyze_files`).
 pub struct Pipeline<'s> {
     pub(crate) settings: &'s Settings,
     pub(crate) decoder: Decoder<'s>,
-    pub(crate) table: FlowTable,
+    pub(crate) table: Tracker,
     pub(crate) judged: Judged<'s>,
 }
 
@@ -58,31 +58,66 @@ pub(crate) struct Judged<'s> {
     advisor: Advisor,
 }
 
+/// A finished flow's finding, and its report if it will be shown (see `Judged::reports_all`).
+pub(crate) enum Judgement {
+    Finding(Finding),
+    Report(FlowReport),
+}
+
+impl Judgement {
+    /// Judges a finished flow, settled (see `flow::peers`). Needs nothing but the flow, so
+    /// it runs on whichever thread holds it.
+    pub(crate) fn of(flow: &Flow, thresholds: &Thresholds, report_benign: bool) -> Judgement {
+        let mut finding = detect::judge(flow, thresholds);
+        if report_benign || finding.verdict.flagged() {
+            Judgement::Report(FlowReport::new(flow, finding))
+        } else {
+            // Not shown: freed on the thread that wrote it.
+            finding.sentence = String::new();
+            Judgement::Finding(finding)
+        }
+    }
+
+    fn finding(&self) -> &Finding {
+        match self {
+            Judgement::Finding(finding) => finding,
+            Judgement::Report(report) => &report.finding,
+        }
+    }
+}
+
 impl Judged<'_> {
-    /// Judges a finished flow, counts its verdict, and keeps its report if it will be shown,
-    /// or hands it to the sink. `start`: the capture's first packet so far.
+    /// Whether every flow's report is wanted, benign or not: for a sink, or to keep.
+    pub(crate) fn reports_all(&self, settings: &Settings) -> bool {
+        self.sink.is_some() || settings.keep_benign
+    }
+
+    /// Judges a finished flow, settled, and takes the judgement (`take`).
     pub(crate) fn record(&mut self, settings: &Settings, flow: &Flow, start: Option<Timestamp>) {
+        let judgement = Judgement::of(flow, &settings.thresholds, self.reports_all(settings));
+        self.take(flow, judgement, start);
+    }
+
+    /// Counts a judged flow's verdict, and keeps its report if it will be shown, or hands
+    /// it to the sink. In the order flows are handed on, whichever thread judged them, so
+    /// the advice and the output are the same. `start`: the capture's first packet so far.
+    pub(crate) fn take(&mut self, flow: &Flow, judgement: Judgement, start: Option<Timestamp>) {
         self.announced.remove(&flow.id);
-        let finding = detect::judge(flow, &settings.thresholds);
-        self.advisor.observe(flow, &finding);
+        let finding = judgement.finding();
+        self.advisor.observe(flow, finding);
         *self.verdicts.entry(finding.verdict).or_default() += 1;
         let flagged = finding.verdict.flagged();
-        match self.sink.as_deref_mut() {
-            Some(sink) => {
-                let report = FlowReport::new(flow, finding);
-                if self.sink_error.is_none()
-                    && let Err(e) = sink.flow(&report, start.unwrap_or_default())
-                {
-                    self.sink_error = Some(e);
-                }
-                if flagged {
-                    self.flows.push(report);
-                }
-            }
-            None if settings.keep_benign || flagged => {
-                self.flows.push(FlowReport::new(flow, finding));
-            }
-            None => {}
+        let Judgement::Report(report) = judgement else {
+            return;
+        };
+        if let Some(sink) = self.sink.as_deref_mut()
+            && self.sink_error.is_none()
+            && let Err(e) = sink.flow(&report, start.unwrap_or_default())
+        {
+            self.sink_error = Some(e);
+        }
+        if self.sink.is_none() || flagged {
+            self.flows.push(report);
         }
     }
 
@@ -123,7 +158,7 @@ impl<'s> Pipeline<'s> {
                 last_packet: None,
             },
             settings,
-            table: FlowTable::with_capacity_limit(settings.targets.clone(), settings.max_flows),
+            table: Tracker::new(settings.targets.clone(), settings.max_flows),
             judged: Judged::default(),
         }
     }
@@ -149,6 +184,17 @@ impl<'s> Pipeline<'s> {
         if !announce {
             return None;
         }
+        let (closed, peer) = closed;
+        let mut settled;
+        let closed = match peer {
+            // Judged as it will be once handed on (rare: a request that waited in vain).
+            Some(_) if closed.peer_answer.is_none() => {
+                settled = Flow::clone(closed);
+                settled.peer_answer = peer;
+                &settled
+            }
+            _ => closed,
+        };
         let finding = detect::judge(closed, &settings.thresholds);
         (finding.verdict.flagged() && judged.announced.insert(closed.id))
             .then(|| FlowReport::new(closed, finding))

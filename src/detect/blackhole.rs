@@ -260,11 +260,12 @@ mod tests {
         ]);
         let all = flows(&packets);
         let finding = judge(&all[0]).expect("lost state, though 30 s is under --blackhole-idle");
-        assert_eq!(finding.evidence.peer_answer_flow, Some(2));
+        // Flow 10: the other connection, named by its first frame.
+        assert_eq!(finding.evidence.peer_answer_flow, Some(10));
         assert_eq!(finding.evidence.peer_answer_frame, Some(14));
         assert!(
             finding.sentence.contains(
-                "meanwhile flow 2 to the same server was answered (#14, 500 ms after this request)"
+                "meanwhile flow 10 to the same server was answered (#14, 500 ms after this request)"
             ),
             "{}",
             finding.sentence

@@ -2,7 +2,7 @@
 //! by port, frames numbered from 1.
 
 use crate::decode::{Segment, TcpFlags};
-use crate::flow::{Flow, FlowTable, Stamp};
+use crate::flow::{DEFAULT_MAX_FLOWS, Flow, Stamp, Tracker};
 use crate::time::Timestamp;
 
 pub const SYN: u8 = TcpFlags::SYN;
@@ -30,7 +30,7 @@ pub fn flow(packets: &[Packet]) -> Flow {
 /// Connections to one server from the given client ports, in order of first packet.
 pub fn flows(packets: &[(u16, Packet)]) -> Vec<Flow> {
     let server: std::net::SocketAddr = "198.19.8.2:8090".parse().unwrap();
-    let mut table = FlowTable::new(Vec::new());
+    let mut table = Tracker::new(Vec::new(), DEFAULT_MAX_FLOWS);
     let mut done = Vec::new();
     for (i, &(port, (t, from_client, flags, seq, ack, payload))) in packets.iter().enumerate() {
         let client = std::net::SocketAddr::new([198, 18, 8, 2].into(), port);

@@ -39,9 +39,14 @@ impl FlowIndex {
         self.hasher.hash_one(key)
     }
 
-    /// The hasher, for working hashes out on another thread.
-    pub fn hasher(&self) -> foldhash::fast::RandomState {
-        self.hasher.clone()
+    /// An empty index whose keys are hashed by `hasher` (shared by the tables a capture's
+    /// flows are split over, and by the thread that works the hashes out).
+    pub fn with_hasher(hasher: foldhash::fast::RandomState) -> FlowIndex {
+        FlowIndex {
+            slots: Vec::new(),
+            len: 0,
+            hasher,
+        }
     }
 
     fn home(&self, hash: u64) -> usize {

@@ -3,9 +3,11 @@
 //! resets, TTLs and handshake timing. Knows TCP; does not know what a failure is.
 
 mod index;
+pub mod peers;
 pub mod seq;
 pub mod sniff;
 pub mod tls;
+pub mod tracker;
 
 use std::collections::VecDeque;
 
@@ -17,6 +19,7 @@ use crate::time::{Nanos, Timestamp};
 use index::FlowIndex;
 use seq::Seq;
 use sniff::Payload;
+pub use tracker::Tracker;
 
 /// Where and when a packet was: its frame number in the capture and its time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -168,10 +171,6 @@ pub struct PeerAnswer {
     pub at: Stamp,
 }
 
-/// How long the latest answer per server is kept: Linux gives up on a retransmitted request
-/// after about 15 minutes (tcp_retries2), so no request waits longer for its verdict.
-pub const PEER_ANSWER_HORIZON: Nanos = 15 * 60 * crate::time::NANOS_PER_SEC;
-
 /// How the flow's record came to an end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum End {
@@ -207,7 +206,8 @@ pub struct Direction {
 /// Everything known about one TCP connection.
 #[derive(Debug, Clone)]
 pub struct Flow {
-    /// 1-based, in order of first appearance.
+    /// The frame number of its first packet: unique, in order of first appearance, and
+    /// the same however the flow table is split (over threads, say).
     pub id: u64,
     pub client: SocketAddr,
     pub server: SocketAddr,
@@ -863,14 +863,34 @@ impl From<SocketAddr> for Endpoint {
     }
 }
 
-/// Works out the hash a segment's flow is found by in one table, on any thread.
-#[derive(Clone)]
+/// Works out the hashes a segment's flow is found by, on any thread: one per capture,
+/// shared by all its tables.
+#[derive(Clone, Default)]
 pub struct SegmentHasher(foldhash::fast::RandomState);
 
 impl SegmentHasher {
+    /// Where a table's index looks for the flow: seeded at random (see `FlowIndex`).
     pub fn hash(&self, seg: &Segment) -> u64 {
         use std::hash::BuildHasher;
         self.0.hash_one(FlowKey::of_segment(seg))
+    }
+
+    /// Which table holds the flow (see `tracker::part_of`): the same in every run, so that
+    /// the flows a full table evicts are too, and the same both ways (addresses and ports
+    /// folded by xor). Crafted 4-tuples can at worst fill one table, which then evicts
+    /// early, as a flood does; the index's own hash stays secret.
+    #[inline]
+    pub fn part_hash(seg: &Segment) -> u64 {
+        let fold = |ip: std::net::IpAddr| match ip {
+            std::net::IpAddr::V4(v4) => u64::from(v4.to_bits()),
+            std::net::IpAddr::V6(v6) => {
+                let bits = v6.to_bits();
+                (bits as u64) ^ ((bits >> 64) as u64)
+            }
+        };
+        let mixed = fold(seg.src) ^ fold(seg.dst) ^ u64::from(seg.src_port ^ seg.dst_port) << 48;
+        // A multiply spreads every input bit into the top bits `part_of` reads.
+        (mixed ^ (mixed >> 29)).wrapping_mul(0x9e37_79b9_7f4a_7c15)
     }
 }
 
@@ -914,7 +934,18 @@ pub fn is_targeted(targets: &[Target], seg: &Segment) -> bool {
         })
 }
 
-/// All flows of a capture, keyed by 4-tuple.
+/// What a flow table hands on while it takes a segment.
+pub enum TableEvent {
+    /// A flow is done: closed and past its grace period, evicted from the full table,
+    /// replaced by a new connection on its 4-tuple, or left at the capture's end. Boxed,
+    /// as the table held it: a flow is 900 bytes, and moving it out of its box to hand it
+    /// on was two copies of it per flow.
+    Finished(Box<Flow>),
+    /// A fact for `peers::PeerAnswers`, which sees every table's notes in packet order.
+    Peer(peers::PeerNote),
+}
+
+/// The flows of a capture, or of one part of it (see `Tracker`), keyed by 4-tuple.
 pub struct FlowTable {
     /// Boxed: the index's slots stay small (hash and pointer), so growing it moves 16 bytes
     /// a flow, not the whole flow, and a flow's memory is freed the moment it is handed
@@ -928,14 +959,8 @@ pub struct FlowTable {
     /// so the one evicted is the one idle longest, at constant cost per eviction.
     age: VecDeque<(Timestamp, FlowKey, u64)>,
     targets: Vec<Target>,
-    next_id: u64,
     max_flows: usize,
     evicted: u64,
-    /// Per server, the latest request answered on any of its connections: a request that
-    /// got nothing back while another connection was answered met lost state, not a dead
-    /// path. Pruned to `PEER_ANSWER_HORIZON` once it outgrows `answers_limit`.
-    answers: Answers,
-    answers_limit: usize,
     /// Boxes of flows already judged, handed back for new flows (`recycle`): allocated,
     /// reused and freed on the table's own thread.
     #[allow(clippy::vec_box)]
@@ -952,23 +977,16 @@ const SPARE_FLOWS: usize = 4096;
 pub const DEFAULT_MAX_FLOWS: usize = 262_144;
 
 impl FlowTable {
-    pub fn new(targets: Vec<Target>) -> FlowTable {
-        FlowTable::with_capacity_limit(targets, DEFAULT_MAX_FLOWS)
-    }
-
     /// A table that never tracks more than `max_flows` at once: the flow idle longest is
-    /// handed on (ended `Evicted`) to make room.
-    pub fn with_capacity_limit(targets: Vec<Target>, max_flows: usize) -> FlowTable {
+    /// handed on (ended `Evicted`) to make room. Its flows are found by `hasher`'s hashes.
+    pub fn new(targets: Vec<Target>, max_flows: usize, hasher: &SegmentHasher) -> FlowTable {
         FlowTable {
-            flows: FlowIndex::default(),
+            flows: FlowIndex::with_hasher(hasher.0.clone()),
             closed: VecDeque::new(),
             age: VecDeque::new(),
             targets,
-            next_id: 1,
             max_flows: max_flows.max(1),
             evicted: 0,
-            answers: Default::default(),
-            answers_limit: ANSWERS_PRUNE_AT,
             spare: Vec::new(),
         }
     }
@@ -996,44 +1014,18 @@ impl FlowTable {
         self.evicted
     }
 
-    /// What works out a segment's hash for `observe_hashed`, on any thread.
-    pub fn hasher(&self) -> SegmentHasher {
-        SegmentHasher(self.flows.hasher())
-    }
-
-    /// Adds one segment; flows that are done are passed to `done`. Returns the flow when
-    /// this segment closed it (RST, or the second FIN): the moment its story is told.
+    /// Adds one segment, whose hash the table's `SegmentHasher` worked out; what it hands
+    /// on meanwhile goes to `events`. Returns the flow when this segment closed it (RST,
+    /// or the second FIN): the moment its story is told.
     pub fn observe(
         &mut self,
         seg: &Segment,
+        hash: u64,
         at: Stamp,
-        done: &mut impl FnMut(Box<Flow>),
+        events: &mut impl FnMut(TableEvent),
     ) -> Option<&Flow> {
         let key = FlowKey::of_segment(seg);
-        let hash = self.flows.hash(&key);
-        self.observe_keyed(seg, key, hash, at, done)
-    }
-
-    /// `observe`, with the segment's hash worked out already (by `hasher`).
-    pub fn observe_hashed(
-        &mut self,
-        seg: &Segment,
-        hash: u64,
-        at: Stamp,
-        done: &mut impl FnMut(Box<Flow>),
-    ) -> Option<&Flow> {
-        self.observe_keyed(seg, FlowKey::of_segment(seg), hash, at, done)
-    }
-
-    fn observe_keyed(
-        &mut self,
-        seg: &Segment,
-        key: FlowKey,
-        hash: u64,
-        at: Stamp,
-        done: &mut impl FnMut(Box<Flow>),
-    ) -> Option<&Flow> {
-        self.release_closed(at.ts, done);
+        self.release_closed(at.ts, events);
         let src = SocketAddr::new(seg.src, seg.src_port);
         let dst = SocketAddr::new(seg.dst, seg.dst_port);
         let opening_syn = seg.flags.syn() && !seg.flags.ack();
@@ -1053,16 +1045,12 @@ impl FlowTable {
                 let responses = flow.responses;
                 flow.observe(seg, at, from_client);
                 if flow.responses != responses {
-                    let answer = PeerAnswer { flow: flow.id, at };
-                    self.answers.insert(Endpoint::from(flow.server), answer);
-                    if self.answers.len() > self.answers_limit {
-                        prune_answers(&mut self.answers, &mut self.answers_limit, at.ts);
-                    }
-                } else if from_client && flow.peer_answer.is_none() {
-                    // A request retransmitted into silence: while the client waits, an
-                    // answer on another connection to the server is kept, before later
-                    // answers replace it in the map.
-                    note_peer_answer(flow, &self.answers);
+                    events(TableEvent::Peer(peers::PeerNote::answered(flow, at)));
+                } else if from_client && let Some(waiting) = peers::PeerNote::waiting(flow) {
+                    // A request retransmitted into silence: an answer on another
+                    // connection while the client waits is kept, before later answers
+                    // replace it.
+                    events(TableEvent::Peer(waiting));
                 }
                 if was_closed || !flow.is_closed() {
                     return None;
@@ -1080,24 +1068,23 @@ impl FlowTable {
                 } else {
                     End::CaptureEnd
                 };
-                done(self.hand_on(old, end));
+                events(hand_on(old, end));
             }
         }
 
         if self.flows.len() >= self.max_flows {
-            self.evict_idlest(done);
+            self.evict_idlest(events);
         }
         let (client, server, orientation) = self.orient(seg, src, dst);
         let mut flow = match self.spare.pop() {
             // A box handed back: reused, its timeline's buffer too.
             Some(mut old) => {
                 let recent = std::mem::take(&mut old.recent);
-                *old = Flow::with_timeline(self.next_id, client, server, orientation, at, recent);
+                *old = Flow::with_timeline(at.frame, client, server, orientation, at, recent);
                 old
             }
-            None => Box::new(Flow::new(self.next_id, client, server, orientation, at)),
+            None => Box::new(Flow::new(at.frame, client, server, orientation, at)),
         };
-        self.next_id += 1;
         flow.observe(seg, at, client == src);
         let closed = flow.is_closed();
         if closed {
@@ -1140,7 +1127,7 @@ impl FlowTable {
     }
 
     /// Makes room: hands on the flow that has been idle longest.
-    fn evict_idlest(&mut self, done: &mut impl FnMut(Box<Flow>)) {
+    fn evict_idlest(&mut self, events: &mut impl FnMut(TableEvent)) {
         let mut second_chances = self.age.len();
         while let Some((queued, key, id)) = self.age.pop_front() {
             let hash = self.flows.hash(&key);
@@ -1154,7 +1141,7 @@ impl FlowTable {
             }
             if let Some(flow) = self.flows.remove(&key, hash) {
                 self.evicted += 1;
-                done(self.hand_on(flow, End::Evicted));
+                events(hand_on(flow, End::Evicted));
             }
             return;
         }
@@ -1172,7 +1159,7 @@ impl FlowTable {
     }
 
     /// Hands on closed flows whose grace period is over by packet time `now`.
-    pub fn release_closed(&mut self, now: Timestamp, done: &mut impl FnMut(Box<Flow>)) {
+    pub fn release_closed(&mut self, now: Timestamp, events: &mut impl FnMut(TableEvent)) {
         while let Some(&(closed_at, key, id)) = self.closed.front() {
             if now.since(closed_at) < CLOSED_GRACE {
                 break;
@@ -1182,7 +1169,7 @@ impl FlowTable {
             // each probe of it is a miss. (`entry` would also reserve room for an insert.)
             let hash = self.flows.hash(&key);
             match self.flows.remove(&key, hash) {
-                Some(flow) if flow.id == id => done(self.hand_on(flow, End::Closed)),
+                Some(flow) if flow.id == id => events(hand_on(flow, End::Closed)),
                 // Rare: the 4-tuple was reused, and this is the newer connection.
                 Some(newer) => {
                     self.flows.insert(hash, newer);
@@ -1193,7 +1180,7 @@ impl FlowTable {
     }
 
     /// The capture ended: every flow left is handed on, in order of first appearance.
-    pub fn finish_all(&mut self, done: &mut impl FnMut(Box<Flow>)) {
+    pub fn finish_all(&mut self, events: &mut impl FnMut(TableEvent)) {
         let mut rest: Vec<Box<Flow>> = self.flows.drain().collect();
         rest.sort_by_key(|f| f.id);
         self.closed.clear();
@@ -1204,47 +1191,14 @@ impl FlowTable {
             } else {
                 End::CaptureEnd
             };
-            done(self.hand_on(flow, end));
+            events(hand_on(flow, end));
         }
-    }
-
-    /// Boxed, as the table holds it: a flow is 900 bytes, and moving it out of its box to
-    /// hand it on was two copies of it per flow.
-    fn hand_on(&self, mut flow: Box<Flow>, end: End) -> Box<Flow> {
-        flow.end = end;
-        if flow.peer_answer.is_none() {
-            note_peer_answer(&mut flow, &self.answers);
-        }
-        flow
     }
 }
 
-/// Servers whose latest answer is kept before old ones are pruned.
-const ANSWERS_PRUNE_AT: usize = 4096;
-
-/// Keyed by the server as integers: one insert per answer, so hashing must be cheap.
-type Answers = std::collections::HashMap<Endpoint, PeerAnswer, foldhash::fast::RandomState>;
-
-/// Keeps, for a flow whose last request is unanswered and was retransmitted, the server's
-/// latest answer on another connection if it came after that request.
-fn note_peer_answer(flow: &mut Flow, answers: &Answers) {
-    let Some(request) = flow
-        .last_request
-        .filter(|r| r.answered.is_none() && r.retransmissions > 0)
-    else {
-        return;
-    };
-    flow.peer_answer = answers
-        .get(&Endpoint::from(flow.server))
-        .filter(|a| a.flow != flow.id && a.at.ts > request.at.ts)
-        .copied();
-}
-
-/// Drops the answers older than the horizon; if most are recent, lets the map grow (it
-/// holds one entry per server answered within the horizon).
-fn prune_answers(answers: &mut Answers, limit: &mut usize, now: Timestamp) {
-    answers.retain(|_, a| now.since(a.at.ts) <= PEER_ANSWER_HORIZON);
-    *limit = (2 * answers.len()).max(ANSWERS_PRUNE_AT);
+fn hand_on(mut flow: Box<Flow>, end: End) -> TableEvent {
+    flow.end = end;
+    TableEvent::Finished(flow)
 }
 
 #[cfg(test)]
@@ -1280,7 +1234,7 @@ mod tests {
 
     /// Feeds segments one millisecond apart (or at the given second) and returns every flow.
     struct Feed {
-        table: FlowTable,
+        table: Tracker,
         frame: u64,
         flows: Vec<Flow>,
     }
@@ -1288,7 +1242,7 @@ mod tests {
     impl Feed {
         fn new() -> Feed {
             Feed {
-                table: FlowTable::new(Vec::new()),
+                table: Tracker::new(Vec::new(), DEFAULT_MAX_FLOWS),
                 frame: 0,
                 flows: Vec::new(),
             }
@@ -1428,7 +1382,7 @@ mod tests {
     #[test]
     fn target_orients_a_mid_capture_flow() {
         let mut feed = Feed::new();
-        feed.table = FlowTable::new(vec!["198.18.1.2:40000".parse().unwrap()]);
+        feed.table = Tracker::new(vec!["198.18.1.2:40000".parse().unwrap()], DEFAULT_MAX_FLOWS);
         feed.at(0.0, seg(SERVER, CLIENT, PSH_ACK, 500, 100, OK));
         let flow = &feed.finish()[0];
         assert_eq!(flow.server, CLIENT.parse().unwrap());
@@ -1541,7 +1495,7 @@ mod tests {
     #[test]
     fn a_full_table_evicts_the_flow_idle_longest() {
         let mut feed = Feed::new();
-        feed.table = FlowTable::with_capacity_limit(Vec::new(), 2);
+        feed.table = Tracker::new(Vec::new(), 2);
         feed.at(0.0, seg("198.18.1.1:40000", SERVER, SYN, 1, 0, b""))
             .at(1.0, seg("198.18.1.2:40000", SERVER, SYN, 1, 0, b""))
             // The first flow is active again, so the second is now the idlest.
@@ -1557,6 +1511,8 @@ mod tests {
     #[test]
     fn closed_flows_are_released_after_the_grace_period() {
         let mut feed = Feed::new();
+        // One table: a flow is released by the next packet of its own table.
+        feed.table = Tracker::new(Vec::new(), 1000);
         feed.at(0.0, seg(CLIENT, SERVER, SYN, 100, 0, b""))
             .at(
                 0.1,
