@@ -676,15 +676,16 @@ fn main() {
     }
     println!();
     println!(
-        "{:<6} {:>9} {:>7} {:>9}  {:>13}  {:>13}  {:>22}  {:>22}  verdicts",
+        "{:<6} {:>9} {:>7} {:>9}  {:>13}  {:>13}  {:>22}  {:>22}  {:>22}  verdicts",
         "mix",
         "packets",
         "flows",
         "open max",
         "libpcap loop",
         "min. tracker",
-        "staleconn (table)",
-        "staleconn (json)"
+        "table, 1 table thread",
+        "table, 2 table threads",
+        "json, 1 table thread"
     );
     for row in &rows {
         println!("{row}");
@@ -703,6 +704,9 @@ struct Row {
     floor_s: f64,
     tracker_s: f64,
     table: (f64, u64),
+    /// The table with two flow-table threads: on a 2-core machine the reading thread then
+    /// shares a core with one of them.
+    table_2: (f64, u64),
     json: (f64, u64),
     verdicts: String,
 }
@@ -713,7 +717,7 @@ impl std::fmt::Display for Row {
             |(s, kb): (f64, u64)| format!("{s:.2} s {:.2}x {:>4} MB", s / self.floor_s, kb / 1024);
         write!(
             f,
-            "{:<6} {:>9} {:>7} {:>9}  {:>6.2} s {:>3.0}M/s  {:>6.2} s {:.2}x  {:>22}  {:>22}  {}",
+            "{:<6} {:>9} {:>7} {:>9}  {:>6.2} s {:>3.0}M/s  {:>6.2} s {:.2}x  {:>22}  {:>22}  {:>22}  {}",
             self.profile.name(),
             self.packets,
             self.flows,
@@ -723,6 +727,7 @@ impl std::fmt::Display for Row {
             self.tracker_s,
             self.tracker_s / self.floor_s,
             run(self.table),
+            run(self.table_2),
             run(self.json),
             self.verdicts
         )
@@ -760,7 +765,7 @@ fn bench_profile(dir: &Path, profile: Profile, packets: usize, runs: usize) -> R
     let _ = bare_libpcap_loop(&generated.path); // warm the page cache
     let (mut floor_packets, mut floor_s, mut tracker_s) = (0, f64::MAX, f64::MAX);
     let mut open_max = 0;
-    let (mut table, mut json) = ((f64::MAX, 0), (f64::MAX, 0));
+    let (mut table, mut table_2, mut json) = ((f64::MAX, 0), (f64::MAX, 0), (f64::MAX, 0));
     let mut report = String::new();
     let mut document_ok = false;
     for _ in 0..runs {
@@ -770,10 +775,16 @@ fn bench_profile(dir: &Path, profile: Profile, packets: usize, runs: usize) -> R
         let (open, seconds) = minimal_tracker(&generated.path);
         open_max = open;
         tracker_s = tracker_s.min(seconds);
-        let (seconds, kb, stdout) = staleconn(&generated.path, &[]);
+        let (seconds, kb, stdout) = staleconn(&generated.path, &["--threads", "1"]);
         table = (table.0.min(seconds), table.1.max(kb));
         report = stdout;
-        let (seconds, kb, stdout) = staleconn(&generated.path, &["--format", "json"]);
+        let (seconds, kb, stdout) = staleconn(&generated.path, &["--threads", "2"]);
+        table_2 = (table_2.0.min(seconds), table_2.1.max(kb));
+        if stdout != report {
+            report = "the table MISMATCH between --threads 1 and 2".into();
+        }
+        let (seconds, kb, stdout) =
+            staleconn(&generated.path, &["--threads", "1", "--format", "json"]);
         json = (json.0.min(seconds), json.1.max(kb));
         document_ok = stdout.trim_end().ends_with('}')
             && stdout.contains(&format!("\"flows\": {},", generated.flows));
@@ -786,6 +797,7 @@ fn bench_profile(dir: &Path, profile: Profile, packets: usize, runs: usize) -> R
         floor_s,
         tracker_s,
         table,
+        table_2,
         json,
         verdicts: planted_found(&report, document_ok),
     }

@@ -99,7 +99,8 @@ struct Handed {
 /// tables (`peers::needs_peer_answer`).
 struct Finished {
     flow: Box<Flow>,
-    judgement: Option<Judgement>,
+    /// Boxed: a judgement is 640 bytes, and a flow handed back is moved three times.
+    judgement: Option<Box<Judgement>>,
 }
 
 /// Segments on their way from the reading thread to one flow table thread, with the mapped
@@ -217,9 +218,10 @@ fn read_on_threads(
                     judgement,
                 }) => {
                     peers.settle(&mut flow);
-                    let judgement = judgement.unwrap_or_else(|| {
-                        Judgement::of(&flow, &settings.thresholds, report_benign)
-                    });
+                    let judgement = match judgement {
+                        Some(judgement) => *judgement,
+                        None => Judgement::of(&flow, &settings.thresholds, report_benign),
+                    };
                     judged.take(&flow, judgement, start);
                     // What only some flows have is freed here; the table's thread, the
                     // busier one with many flows open, only gets the box back.
@@ -295,8 +297,7 @@ fn read_on_threads(
     })
 }
 
-/// One thing a table's thread handed back, taken in packet order. Passed once, never kept.
-#[allow(clippy::large_enum_variant)]
+/// One thing a table's thread handed back, taken in packet order.
 enum Taken {
     Note(PeerNote),
     Flow(Finished),
@@ -420,9 +421,11 @@ fn observe_handed(
     let mut hand_back = |frame: u64, event: TableEvent| match event {
         TableEvent::Peer(note) => notes.push((frame, note)),
         TableEvent::Finished(flow) => {
-            let judgement = judge
-                .filter(|_| !peers::needs_peer_answer(&flow))
-                .map(|(thresholds, report_benign)| Judgement::of(&flow, thresholds, report_benign));
+            let judgement = judge.filter(|_| !peers::needs_peer_answer(&flow)).map(
+                |(thresholds, report_benign)| {
+                    Box::new(Judgement::of(&flow, thresholds, report_benign))
+                },
+            );
             finished.push((frame, Finished { flow, judgement }));
         }
     };
