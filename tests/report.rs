@@ -76,6 +76,33 @@ fn healthy_capture_at_three_widths() {
     }
 }
 
+/// No flow failed, but one reuse came within a round trip of the server's close: the
+/// healthy line is followed by the near miss, which says the race is coming.
+#[test]
+fn a_healthy_capture_still_names_its_near_misses() {
+    let out = Command::cargo_bin("staleconn")
+        .unwrap()
+        .env_remove("COLUMNS")
+        .args([
+            "-r",
+            RACE,
+            "tcp port 44556 or tcp port 44564 or tcp port 44580",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().take(2).collect();
+    assert_eq!(
+        lines,
+        [
+            "No flow matches a failure pattern (3 flows analysed).",
+            "198.19.2.2:443: 1 reuse was within 13 ms of the 5.00 s close and got lucky (flow 3); keep the client's max idle time below 5.00 s",
+        ],
+        "{text}"
+    );
+}
+
 #[test]
 fn the_diagnosis_and_its_one_change_come_within_the_first_ten_lines() {
     for width in [80, 120] {

@@ -123,10 +123,12 @@ impl TableReport {
             );
             for server in &analysis.servers {
                 if let (Some(near), Some(k)) = (&server.near_misses, &server.keepalive) {
+                    // No failure yet, but the race is a round trip away.
                     let text = format!(
-                        "{}: {}",
+                        "{}: {}; keep the client's max idle time below {:.2} s",
                         server.server,
-                        near_miss_sentence(near, k.median_s, false)
+                        near_miss_sentence(near, k.median_s, false),
+                        k.median_s
                     );
                     self.wrap(out, "", "  ", &text);
                 }
