@@ -342,7 +342,7 @@ fn idle_blackholes_exit_1_unless_the_threshold_is_above_their_silence() {
     );
     assert!(
         table.contains(
-            "a middlebox drops idle connections silently after between 200.0 s and 280.0 s"
+            "a middlebox drops connections silently after a silence of between 200.0 s and 280.0 s"
         ),
         "{table}"
     );

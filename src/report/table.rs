@@ -75,7 +75,8 @@ impl TableReport {
         let mut line = first.to_string();
         let mut line_len = visible_len(first);
         let mut empty = true;
-        for word in text.split(' ').filter(|w| !w.is_empty()) {
+        for word in unbreakable_words(text) {
+            let word = word.as_str();
             let word_len = visible_len(word);
             if !empty && line_len + 1 + word_len > width {
                 let _ = writeln!(out, "{line}");
@@ -173,7 +174,7 @@ impl TableReport {
             self.labelled(
                 out,
                 "timer",
-                &format!("a middlebox forgets idle connections after {range} of silence{who}"),
+                &format!("a middlebox forgets connections after a silence of {range}{who}"),
             );
         }
         if let Some(b) = &server.blackhole {
@@ -182,7 +183,7 @@ impl TableReport {
                 out,
                 "timer",
                 &format!(
-                    "a middlebox drops idle connections silently after {range} of silence; a request hung for up to {:.1} s",
+                    "a middlebox drops connections silently after a silence of {range}; a request hung for up to {:.1} s",
                     b.longest_unanswered_s
                 ),
             );
@@ -543,6 +544,29 @@ impl TableReport {
     }
 }
 
+/// Units a figure keeps on its line: "380.0 s" never ends one line and begins the next.
+const UNITS: &[&str] = &["s", "ms", "min", "h", "bytes"];
+
+/// The words of `text` as the wrap may break between them: a unit stays with its number.
+fn unbreakable_words(text: &str) -> Vec<String> {
+    let mut words: Vec<String> = Vec::new();
+    for word in text.split(' ').filter(|w| !w.is_empty()) {
+        let core = word.trim_end_matches(|c: char| c.is_ascii_punctuation());
+        let after_number = words
+            .last()
+            .and_then(|w| w.chars().last())
+            .is_some_and(|c| c.is_ascii_digit());
+        match words.last_mut() {
+            Some(previous) if after_number && UNITS.contains(&core) => {
+                previous.push(' ');
+                previous.push_str(word);
+            }
+            _ => words.push(word.to_string()),
+        }
+    }
+    words
+}
+
 /// The columns text takes on a terminal: its characters less colour escapes (`ESC [ ... m`).
 fn visible_len(text: &str) -> usize {
     let mut len = 0;
@@ -753,5 +777,40 @@ fn deciding_figure(evidence: &Evidence, verdict: Verdict) -> String {
             .server_close_idle_s
             .map_or_else(|| "-".to_string(), |s| format!("closed after {}", ms(s))),
         _ => "-".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_figure_keeps_its_unit_and_escapes_take_no_room() {
+        assert_eq!(
+            unbreakable_words("after 380.0 s, then 25 ms (TTL 64) s"),
+            ["after", "380.0 s,", "then", "25 ms", "(TTL", "64)", "s"]
+        );
+        assert_eq!(visible_len("\x1b[1;31mkeepalive_race\x1b[0m"), 14);
+    }
+
+    #[test]
+    fn wrapping_breaks_at_spaces_only() {
+        let report = TableReport {
+            all: false,
+            color: false,
+            explain: false,
+            width: Some(20),
+        };
+        let mut out = String::new();
+        report.wrap(
+            &mut out,
+            "",
+            "  ",
+            "a 198.19.2.2:8080 keepalive_race after 380.0 s",
+        );
+        assert_eq!(
+            out,
+            "a 198.19.2.2:8080\n  keepalive_race\n  after 380.0 s\n"
+        );
     }
 }
