@@ -236,3 +236,22 @@ fn strip_escapes(text: &str) -> String {
     }
     out
 }
+
+#[test]
+fn all_marks_the_near_misses_among_the_answered_flows() {
+    let text = report(RACE, &["--all"]);
+    for (flow, port) in [(5, 44564), (6, 44580)] {
+        let row = text
+            .lines()
+            .find(|l| l.trim_start().starts_with(&format!("{flow}  {port}")))
+            .unwrap_or_else(|| panic!("no row for flow {flow}: {text}"));
+        assert!(
+            row.ends_with("completed              near miss of the timer"),
+            "{row}"
+        );
+    }
+    assert!(
+        text.contains("Flows to 198.19.2.2:443 from 198.18.1.2: 14 flows, 8 flagged"),
+        "{text}"
+    );
+}

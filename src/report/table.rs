@@ -246,17 +246,32 @@ impl TableReport {
             if one_host {
                 let _ = write!(heading, " from {}", rows[0].client.ip());
             }
-            let _ = write!(heading, ": {flagged} flagged");
             if rows.len() > flagged {
-                let _ = write!(heading, ", {} not", rows.len() - flagged);
+                let _ = write!(heading, ": {} flows, {flagged} flagged", rows.len());
+            } else {
+                let _ = write!(heading, ": {flagged} flagged");
             }
             self.wrap(out, "", "  ", &heading);
-            self.write_rows(out, &rows, one_host);
+            let near_misses = analysis
+                .servers
+                .iter()
+                .find(|s| s.server == server)
+                .and_then(|s| s.near_misses.as_ref())
+                .map_or(&[][..], |n| &n.flows[..]);
+            self.write_rows(out, &rows, one_host, near_misses);
             let _ = writeln!(out);
         }
     }
 
-    fn write_rows(&self, out: &mut String, rows: &[&FlowReport], one_host: bool) {
+    /// `near_misses`: flows (`--all` lists them) whose reuse came within a round trip of
+    /// the server's timer, said in their deciding figure.
+    fn write_rows(
+        &self,
+        out: &mut String,
+        rows: &[&FlowReport],
+        one_host: bool,
+        near_misses: &[u64],
+    ) {
         let cells: Vec<[String; 5]> = rows
             .iter()
             .map(|f| {
@@ -269,7 +284,11 @@ impl TableReport {
                     },
                     request_idle(&f.finding.evidence, f.finding.verdict),
                     f.finding.verdict.name().to_string(),
-                    deciding_figure(&f.finding.evidence, f.finding.verdict),
+                    if near_misses.contains(&f.id) {
+                        "near miss of the timer".to_string()
+                    } else {
+                        deciding_figure(&f.finding.evidence, f.finding.verdict)
+                    },
                 ]
             })
             .collect();
