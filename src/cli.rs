@@ -35,7 +35,7 @@ pub const EXAMPLES: &[(&str, &str)] = &[
         "staleconn -r 'cap-*.pcap'",
     ),
     (
-        "Each flagged flow's last packets, numbered as in Wireshark",
+        "Each flagged flow's last packets, numbered as in Wireshark, and every client library's setting",
         "staleconn -r dump.pcap --explain",
     ),
     (
@@ -216,9 +216,16 @@ pub struct Args {
     #[arg(long, value_name = "FILE.svg", value_hint = ValueHint::FilePath)]
     pub plot: Option<PathBuf>,
 
-    /// Show each flagged flow's last packets, numbered as in Wireshark (JSON always has them)
+    /// Show the details: each flagged flow's last packets, numbered as in Wireshark (JSON
+    /// always has them), and per server every product that fits with its source and the
+    /// setting in each common client library
     #[arg(long)]
     pub explain: bool,
+
+    /// Fit the table to N columns [default: COLUMNS, else the terminal's width; not a
+    /// terminal: no limit, each evidence sentence on one line]
+    #[arg(long, value_name = "N")]
+    pub width: Option<usize>,
 
     /// The most flows tracked at once; the one idle longest is evicted to make room
     #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_FLOWS)]
@@ -362,11 +369,17 @@ impl Config {
                     && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
             }
         };
+        if let Some(width) = args.width
+            && width < MIN_WIDTH
+        {
+            bail!("--width {width}: the table needs at least {MIN_WIDTH} columns");
+        }
         let output = match args.format {
             Format::Table => Output::Table {
                 all: args.all,
                 color,
                 explain: args.explain,
+                width: args.width.or_else(output_width),
             },
             Format::Json => Output::Json,
         };
@@ -419,6 +432,33 @@ impl Config {
 /// but one for the reading thread.
 fn default_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1))
+}
+
+/// The narrowest table `--width` accepts: the short columns and a few words of evidence.
+pub const MIN_WIDTH: usize = 40;
+
+/// The columns the table fits without `--width`: `COLUMNS` when set to a number (as `ls`
+/// reads it), else the terminal's width when standard output is one. Not a terminal and no
+/// `COLUMNS` (a pipe, a file, a CI log): no limit. Colour plays no part in it.
+fn output_width() -> Option<usize> {
+    let columns = std::env::var("COLUMNS")
+        .ok()
+        .and_then(|c| c.trim().parse::<usize>().ok())
+        .filter(|c| *c > 0);
+    columns
+        .or_else(terminal_width)
+        .map(|width| width.max(MIN_WIDTH))
+}
+
+/// The width of the terminal standard output is, if it is one.
+fn terminal_width() -> Option<usize> {
+    if !std::io::stdout().is_terminal() {
+        return None;
+    }
+    // SAFETY: TIOCGWINSZ writes one `winsize` into the struct it is given, and nothing else.
+    let mut size: libc::winsize = unsafe { std::mem::zeroed() };
+    let ok = unsafe { libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut size) } == 0;
+    (ok && size.ws_col > 0).then_some(usize::from(size.ws_col))
 }
 
 /// The files to read: each `-r`, a glob expanded (sorted), and, when the shell expanded an

@@ -133,7 +133,12 @@ fn extra_sections() -> Roff {
 
     page.control("SH", ["ENVIRONMENT"]);
     page.control("TP", []).text([bold("NO_COLOR")]).text([roman(
-        "When set and not empty, the table is not coloured (unless --color always).",
+        "When set and not empty, the table is not coloured (unless --color always). \
+         The layout stays the same.",
+    )]);
+    page.control("TP", []).text([bold("COLUMNS")]).text([roman(
+        "The width the report fits, when --width is not given; without either, the \
+         terminal's width, and into a pipe or a file no limit.",
     )]);
 
     page.control("SH", ["SEE ALSO"]);

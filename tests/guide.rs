@@ -7,6 +7,9 @@ use std::process::Command;
 
 const GUIDE: &str = "docs/guide.md";
 
+/// The width the guide's outputs are shown at (`COLUMNS`).
+const GUIDE_COLUMNS: &str = "100";
+
 /// Marks lines the guide leaves out of an output.
 const TRIMMED: &str = "[...]";
 
@@ -76,6 +79,8 @@ fn run(command: &str) -> Vec<String> {
         .arg(format!("exec 2>&1\n{command}"))
         .current_dir(manifest_dir)
         .env("PATH", path)
+        // The guide shows what a 100-column terminal shows.
+        .env("COLUMNS", GUIDE_COLUMNS)
         .env_remove("NO_COLOR")
         .output()
         .unwrap();

@@ -180,11 +180,14 @@ fuzz_target!(|data: &[u8]| {
     let analysis = pipeline
         .finish("fuzz".into(), Vec::new())
         .expect("a pipeline without a sink does not fail");
-    let table = Output::Table {
-        all: true,
-        color: true,
-        explain: true,
-    };
-    let _ = table.renderer(false).render(&analysis);
+    for width in [None, Some(40), Some(80)] {
+        let table = Output::Table {
+            all: true,
+            color: true,
+            explain: true,
+            width,
+        };
+        let _ = table.renderer(false).render(&analysis);
+    }
     let _ = Output::Json.renderer(true).render(&analysis);
 });

@@ -6,6 +6,7 @@
 
 pub mod clients;
 pub mod known;
+pub mod near_miss;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -13,9 +14,11 @@ use std::net::SocketAddr;
 use serde::Serialize;
 
 use crate::detect::{Finding, Verdict};
-use crate::flow::Flow;
+use crate::flow::{CaptureSide, Flow};
 use crate::time::{Nanos, secs};
 use known::{Fit, Known, LatePacket};
+pub use near_miss::NearMiss;
+use near_miss::NearMisses;
 
 /// Idle closes and reuse points kept per server; counts, min and max stay exact beyond it.
 const SAMPLE: usize = 10_000;
@@ -72,6 +75,11 @@ struct ServerStats {
     /// The slowest answer to a flow's last request: the floor for a read timeout.
     slowest_response: Option<Nanos>,
     points: Vec<ReusePoint>,
+    /// Every reuse of an idle connection, and how many of them met the server's close.
+    reuses: u64,
+    reuses_raced: u64,
+    /// Answered reuses that may have come within a round trip of the keep-alive timer.
+    near_misses: NearMisses,
 }
 
 /// Collects per-server figures from judged flows.
@@ -112,8 +120,7 @@ impl Advisor {
             stats.slowest_response = Some(stats.slowest_response.unwrap_or(0).max(took));
         }
         if let Some(request) = flow.last_request
-            && request.idle_before.is_some()
-            && stats.points.len() < SAMPLE
+            && let Some(idle_before) = request.idle_before
         {
             let outcome = match finding.verdict {
                 Verdict::KeepaliveRace => Outcome::Race,
@@ -123,15 +130,31 @@ impl Advisor {
                 _ => Outcome::Unanswered,
             };
             let idle = match outcome {
-                Outcome::Race => request.idle_before.unwrap_or(request.silence_before),
+                Outcome::Race => idle_before,
                 _ => request.silence_before,
             };
             if idle >= REUSE_MIN_IDLE {
-                stats.points.push(ReusePoint {
-                    flow: flow.id,
-                    idle_s: secs(idle),
-                    outcome,
-                });
+                stats.reuses += 1;
+                stats.reuses_raced += u64::from(outcome == Outcome::Race);
+                if stats.points.len() < SAMPLE {
+                    stats.points.push(ReusePoint {
+                        flow: flow.id,
+                        idle_s: secs(idle),
+                        outcome,
+                    });
+                }
+            }
+            // A keep-alive timer counts from the last payload (a TCP keepalive probe does
+            // not reset it), so a near miss is judged on the idle since then.
+            if outcome == Outcome::Answered
+                && idle_before >= REUSE_MIN_IDLE
+                && let Some(rtt) = flow.rtt()
+            {
+                stats.near_misses.observe(
+                    flow.id,
+                    idle_at_server(flow.capture_side(), idle_before, rtt),
+                    rtt,
+                );
             }
         }
         match finding.verdict {
@@ -186,6 +209,18 @@ impl Advisor {
                 .then(a.server.cmp(&b.server))
         });
         advice
+    }
+}
+
+/// The idle the server saw when a request reached it, from the idle before it where the
+/// capture was taken. On the client, the server's last payload arrived half a round trip
+/// after it left, and the request takes another half to arrive: a full round trip more. On
+/// the server it is what was measured; in between (a tap), half a round trip more.
+fn idle_at_server(side: CaptureSide, idle: Nanos, rtt: Nanos) -> Nanos {
+    match side {
+        CaptureSide::Client => idle.saturating_add(rtt),
+        CaptureSide::Server => idle,
+        CaptureSide::Unknown => idle.saturating_add(rtt / 2),
     }
 }
 
@@ -274,6 +309,28 @@ pub struct ServerAdvice {
     pub read_timeout_settings: Vec<clients::Setting>,
     /// Every reuse of an idle connection (at most 10,000), for `--plot`.
     pub reuse: Vec<ReusePoint>,
+    /// How many reuses of an idle connection there were (the flows' last requests after
+    /// 50 ms or more of idle), and how many of them met the server's keep-alive close.
+    pub reuses: u64,
+    pub reuses_raced: u64,
+    /// Answered reuses that reached the server within one round trip of its measured
+    /// keep-alive timer: they got lucky.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub near_misses: Option<NearMiss>,
+}
+
+impl ServerAdvice {
+    /// The client software identified on this server's flows, to lead the advice with its
+    /// own setting. None until client identification lands (issue 15): the report then
+    /// gives the generic change and points to `--explain` for every library's setting.
+    pub fn identified_client(&self) -> Option<&str> {
+        None
+    }
+
+    /// Failures of any kind on this server's flows.
+    pub fn failures(&self) -> u64 {
+        self.races + self.nat_resets + self.idle_blackholes
+    }
 }
 
 fn candidate(known: Known, fit: &'static str) -> Candidate {
@@ -361,6 +418,11 @@ fn advise(server: SocketAddr, mut stats: ServerStats) -> ServerAdvice {
             median_s: stats.idle_closes[stats.idle_closes.len() / 2],
             max_s: stats.max_close,
         }
+    });
+    let near_misses = keepalive.as_ref().and_then(|k| {
+        stats
+            .near_misses
+            .of_timer((k.median_s * 1e9).round() as Nanos)
     });
     let keepalive_candidates: Vec<Candidate> = keepalive
         .as_ref()
@@ -521,6 +583,9 @@ fn advise(server: SocketAddr, mut stats: ServerStats) -> ServerAdvice {
         client_settings,
         read_timeout_settings,
         reuse: stats.points,
+        reuses: stats.reuses,
+        reuses_raced: stats.reuses_raced,
+        near_misses,
     }
 }
 

@@ -21,12 +21,15 @@ pub trait Render {
 /// The output the user chose.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Output {
-    /// The verdict table for people; `all` lists benign flows too; `explain` adds each
-    /// flagged flow's packet timeline.
+    /// The report for people: per server the diagnosis, then the flows' table; `all`
+    /// lists benign flows too; `explain` adds each flagged flow's packet timeline and per
+    /// server every fitting product and client library's setting; `width` is the columns
+    /// to fit (None: no limit, each evidence sentence on one line).
     Table {
         all: bool,
         color: bool,
         explain: bool,
+        width: Option<usize>,
     },
     /// One JSON document listing every flow; `lines` puts it on one line, after the
     /// one-line announcements of a live capture.
@@ -42,10 +45,12 @@ impl Output {
                 all,
                 color,
                 explain,
+                width,
             } => Box::new(table::TableReport {
                 all,
                 color,
                 explain,
+                width,
             }),
             Output::Json => Box::new(json::JsonReport { one_line: live }),
         }
