@@ -68,12 +68,10 @@ impl Judgement {
     /// Judges a finished flow, settled (see `flow::peers`). Needs nothing but the flow, so
     /// it runs on whichever thread holds it.
     pub(crate) fn of(flow: &Flow, thresholds: &Thresholds, report_benign: bool) -> Judgement {
-        let mut finding = detect::judge(flow, thresholds);
+        let finding = detect::judge_worded(flow, thresholds, report_benign);
         if report_benign || finding.verdict.flagged() {
             Judgement::Report(FlowReport::new(flow, finding))
         } else {
-            // Not shown: freed on the thread that wrote it.
-            finding.sentence = String::new();
             Judgement::Finding(finding)
         }
     }

@@ -5,9 +5,11 @@ use super::{Evidence, Finding, IMMEDIATE_CLOSE, Verdict};
 use crate::flow::{End, Flow};
 use crate::time::{human, secs};
 
-pub fn classify(flow: &Flow) -> Finding {
+/// `worded`: whether the sentence is written; a flow nobody will see needs only its verdict
+/// and evidence, and its sentence was most of the cost of judging it.
+pub fn classify(flow: &Flow, worded: bool) -> Finding {
     let mut evidence = Evidence::for_flow(flow);
-    let (verdict, sentence) = judge(flow, &mut evidence);
+    let (verdict, sentence) = judge(flow, &mut evidence, worded);
     Finding {
         verdict,
         evidence,
@@ -16,7 +18,14 @@ pub fn classify(flow: &Flow) -> Finding {
     }
 }
 
-fn judge(flow: &Flow, evidence: &mut Evidence) -> (Verdict, String) {
+/// The sentence, if it is wanted.
+macro_rules! say {
+    ($worded:expr, $($arg:tt)*) => {
+        if $worded { format!($($arg)*) } else { String::new() }
+    };
+}
+
+fn judge(flow: &Flow, evidence: &mut Evidence, worded: bool) -> (Verdict, String) {
     let client_fin = flow.from_client.fin;
     let server_rst = flow.from_server.rst;
     let client_rst = flow.from_client.rst;
@@ -28,7 +37,8 @@ fn judge(flow: &Flow, evidence: &mut Evidence) -> (Verdict, String) {
             let syn = flow.handshake.syn.map_or(0, |s| s.frame);
             return (
                 Verdict::Refused,
-                format!(
+                say!(
+                    worded,
                     "SYN #{syn} answered by RST #{}: nothing listening on port {}",
                     rst.at.frame,
                     flow.server.port()
@@ -38,7 +48,11 @@ fn judge(flow: &Flow, evidence: &mut Evidence) -> (Verdict, String) {
         if flow.from_server.packets == 0 {
             return (
                 Verdict::Unanswered,
-                format!("{} SYN(s) sent, none answered", flow.from_client.packets),
+                say!(
+                    worded,
+                    "{} SYN(s) sent, none answered",
+                    flow.from_client.packets
+                ),
             );
         }
     }
@@ -69,7 +83,8 @@ fn judge(flow: &Flow, evidence: &mut Evidence) -> (Verdict, String) {
             if close.idle_before.is_none() && !flow.connection_close {
                 return (
                     Verdict::IdleClosed,
-                    format!(
+                    say!(
+                        worded,
                         "server closed first (FIN #{}); how long the connection had been idle is not visible: the capture began {} before",
                         close.fin.frame,
                         human(close.fin.ts.since(flow.first.ts))
@@ -85,7 +100,8 @@ fn judge(flow: &Flow, evidence: &mut Evidence) -> (Verdict, String) {
                 };
                 return (
                     Verdict::ClosedAfterResponse,
-                    format!(
+                    say!(
+                        worded,
                         "server closed {} after its last data{why}, FIN #{}",
                         human(idle),
                         close.fin.frame
@@ -99,7 +115,8 @@ fn judge(flow: &Flow, evidence: &mut Evidence) -> (Verdict, String) {
             };
             return (
                 Verdict::IdleClosed,
-                format!(
+                say!(
+                    worded,
                     "server closed after {} idle ({notify}FIN #{}); the client did not reuse it",
                     human(idle),
                     close.fin.frame
@@ -108,14 +125,23 @@ fn judge(flow: &Flow, evidence: &mut Evidence) -> (Verdict, String) {
         }
     }
 
-    let answered = format!("{} of {} requests answered", flow.responses, flow.requests);
+    let answered = say!(
+        worded,
+        "{} of {} requests answered",
+        flow.responses,
+        flow.requests
+    );
     if let Some(fin) = client_fin
         && client_rst.is_none_or(|r| r.at.frame > fin.frame)
         && server_rst.is_none_or(|r| r.at.frame > fin.frame)
     {
         return (
             Verdict::Completed,
-            format!("{answered}; client closed first (FIN #{})", fin.frame),
+            say!(
+                worded,
+                "{answered}; client closed first (FIN #{})",
+                fin.frame
+            ),
         );
     }
     let first_rst = match (client_rst, server_rst) {
@@ -130,7 +156,7 @@ fn judge(flow: &Flow, evidence: &mut Evidence) -> (Verdict, String) {
         evidence.rst_ttl = Some(rst.ttl);
         return (
             Verdict::Reset,
-            format!("{answered}; RST #{} from the {from}", rst.at.frame),
+            say!(worded, "{answered}; RST #{} from the {from}", rst.at.frame),
         );
     }
     let why = match flow.end {
@@ -139,6 +165,10 @@ fn judge(flow: &Flow, evidence: &mut Evidence) -> (Verdict, String) {
     };
     (
         Verdict::OpenAtEnd,
-        format!("{answered}; {why} (last packet #{})", flow.last.frame),
+        say!(
+            worded,
+            "{answered}; {why} (last packet #{})",
+            flow.last.frame
+        ),
     )
 }

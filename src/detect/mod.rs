@@ -311,8 +311,14 @@ pub fn side_name(side: CaptureSide) -> &'static str {
 
 /// Judges one finished flow: the failure stories first, then the benign look-alikes.
 pub fn judge(flow: &Flow, thresholds: &Thresholds) -> Finding {
+    judge_worded(flow, thresholds, true)
+}
+
+/// `judge`, the sentence of a benign verdict written only if `worded` (flagged ones always
+/// are: they are always shown).
+pub fn judge_worded(flow: &Flow, thresholds: &Thresholds, worded: bool) -> Finding {
     race::keepalive_race(flow)
         .or_else(|| nat::nat_idle_reset(flow, thresholds))
         .or_else(|| blackhole::idle_blackhole(flow, thresholds))
-        .unwrap_or_else(|| benign::classify(flow))
+        .unwrap_or_else(|| benign::classify(flow, worded))
 }
