@@ -5,6 +5,7 @@
 //! the bracket too.
 
 pub mod clients;
+pub mod histogram;
 pub mod known;
 
 use std::collections::HashMap;
@@ -15,6 +16,7 @@ use serde::Serialize;
 use crate::detect::{Finding, Verdict};
 use crate::flow::Flow;
 use crate::time::{Nanos, secs};
+use histogram::IdleHistogram;
 use known::{Fit, Known, LatePacket};
 
 /// Idle closes and reuse points kept per server; counts, min and max stay exact beyond it.
@@ -34,6 +36,21 @@ pub enum Outcome {
     Blackhole,
     /// Not answered, for another reason (the capture ended, say).
     Unanswered,
+}
+
+impl Outcome {
+    pub const ALL: [Outcome; 5] = [
+        Outcome::Answered,
+        Outcome::Race,
+        Outcome::Reset,
+        Outcome::Blackhole,
+        Outcome::Unanswered,
+    ];
+
+    /// Its place in `ALL`.
+    pub fn index(self) -> usize {
+        self as usize
+    }
 }
 
 /// One reuse of an idle connection: how long it sat idle before the request, and what
@@ -72,6 +89,8 @@ struct ServerStats {
     /// The slowest answer to a flow's last request: the floor for a read timeout.
     slowest_response: Option<Nanos>,
     points: Vec<ReusePoint>,
+    /// Every reuse, beyond the sample in `points` too.
+    reuses: IdleHistogram,
 }
 
 /// Collects per-server figures from judged flows.
@@ -113,7 +132,6 @@ impl Advisor {
         }
         if let Some(request) = flow.last_request
             && request.idle_before.is_some()
-            && stats.points.len() < SAMPLE
         {
             let outcome = match finding.verdict {
                 Verdict::KeepaliveRace => Outcome::Race,
@@ -127,11 +145,14 @@ impl Advisor {
                 _ => request.silence_before,
             };
             if idle >= REUSE_MIN_IDLE {
-                stats.points.push(ReusePoint {
-                    flow: flow.id,
-                    idle_s: secs(idle),
-                    outcome,
-                });
+                stats.reuses.add(secs(idle), outcome);
+                if stats.points.len() < SAMPLE {
+                    stats.points.push(ReusePoint {
+                        flow: flow.id,
+                        idle_s: secs(idle),
+                        outcome,
+                    });
+                }
             }
         }
         match finding.verdict {
@@ -176,7 +197,7 @@ impl Advisor {
                     || s.nat_resets > 0
                     || s.blackholes > 0
                     || s.announced_keepalive_s.is_some()
-                    || !s.points.is_empty()
+                    || !s.reuses.is_empty()
             })
             .map(|(server, stats)| advise(server, stats))
             .collect();
@@ -272,8 +293,11 @@ pub struct ServerAdvice {
     pub client_settings: Vec<clients::Setting>,
     /// The read timeout in each common client, and TCP_USER_TIMEOUT.
     pub read_timeout_settings: Vec<clients::Setting>,
-    /// Every reuse of an idle connection (at most 10,000), for `--plot`.
+    /// Reuses of an idle connection (the first 10,000), for JSON.
     pub reuse: Vec<ReusePoint>,
+    /// Every reuse of an idle connection, counted by idle and outcome, for `--plot`.
+    #[serde(skip)]
+    pub reuse_histogram: IdleHistogram,
 }
 
 fn candidate(known: Known, fit: &'static str) -> Candidate {
@@ -521,6 +545,7 @@ fn advise(server: SocketAddr, mut stats: ServerStats) -> ServerAdvice {
         client_settings,
         read_timeout_settings,
         reuse: stats.points,
+        reuse_histogram: stats.reuses,
     }
 }
 
