@@ -211,8 +211,8 @@ pub struct Args {
     #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath)]
     pub write_flagged: Option<PathBuf>,
 
-    /// Draw, per server, every reuse of an idle connection by outcome, with the measured
-    /// timeouts, to an SVG file
+    /// Draw, per server, the idle before each reuse of a connection as histograms by
+    /// outcome on a log time axis, with the measured timeouts, to an SVG file
     #[arg(long, value_name = "FILE.svg", value_hint = ValueHint::FilePath)]
     pub plot: Option<PathBuf>,
 

@@ -5,6 +5,9 @@
 use std::path::Path;
 use std::process::Command;
 
+#[path = "common/tools.rs"]
+mod tools;
+
 const GUIDE: &str = "docs/guide.md";
 
 /// The width the guide's outputs are shown at (`COLUMNS`).
@@ -13,9 +16,9 @@ const GUIDE_COLUMNS: &str = "100";
 /// Marks lines the guide leaves out of an output.
 const TRIMMED: &str = "[...]";
 
-/// Tools a guide command may use that a machine need not have (CI installs them); a command
-/// using one that is missing is skipped, and says so.
-const OPTIONAL_TOOLS: &[&str] = &["jq"];
+/// Programs a guide command may run that a machine need not have (the README's set-up line
+/// installs them); one that is missing fails the test in one line naming its package.
+const TOOLS: &[&tools::Tool] = &[&tools::JQ];
 
 /// One `$ command` of a console block and the output shown under it.
 struct Transcript {
@@ -91,14 +94,6 @@ fn run(command: &str) -> Vec<String> {
         .collect()
 }
 
-fn has_tool(tool: &str) -> bool {
-    Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {tool}"))
-        .output()
-        .is_ok_and(|out| out.status.success())
-}
-
 #[test]
 fn every_guide_command_prints_what_the_guide_shows() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(GUIDE);
@@ -113,15 +108,8 @@ fn every_guide_command_prints_what_the_guide_shows() {
     let mut failures = Vec::new();
     for transcript in &transcripts {
         let words: Vec<&str> = transcript.command.split_whitespace().collect();
-        if let Some(tool) = OPTIONAL_TOOLS
-            .iter()
-            .find(|tool| words.contains(tool) && !has_tool(tool))
-        {
-            eprintln!(
-                "SKIPPED {GUIDE}:{}: needs {tool}: {}",
-                transcript.line, transcript.command
-            );
-            continue;
+        for tool in TOOLS.iter().filter(|tool| words.contains(&tool.program)) {
+            tools::require(tool);
         }
         let actual = run(&transcript.command);
         if !matches(&transcript.expected, &actual) {

@@ -13,6 +13,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+#[path = "common/tools.rs"]
+mod tools;
+
 const FILTER: &str = "tcp port 18080 or tcp port 18081";
 
 fn staleconn() -> String {
@@ -32,13 +35,18 @@ struct Netns {
 }
 
 impl Netns {
-    /// `None`, with a note on stderr, when this test cannot run here.
-    fn new(test: &str) -> Option<Netns> {
+    /// `None`, with a note on stderr, when this test cannot run here (not root). Fails
+    /// the test in one line naming the package when `ip` or one of the other programs
+    /// it `needs` is missing, before anything is started.
+    fn new(test: &str, needs: &[&tools::Tool]) -> Option<Netns> {
         if !is_root() {
             eprintln!(
                 "SKIPPED {test}: live capture tests need root (network namespaces, packet capture); CI runs them as root"
             );
             return None;
+        }
+        for tool in std::iter::once(&tools::IP).chain(needs.iter().copied()) {
+            tools::require(tool);
         }
         static NEXT: AtomicUsize = AtomicUsize::new(0);
         let name = format!(
@@ -86,7 +94,8 @@ impl Netns {
     }
 
     /// The lab traffic: a short keep-alive server raced by a pooled client, and a
-    /// connection that an iptables REJECT answers with RST after 2.6 s idle.
+    /// connection that an iptables REJECT answers with RST after 2.6 s idle. A test that
+    /// calls it names python3 and iptables in its `Netns::new`.
     fn make_traffic(&self) {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/live_traffic.py");
         let out = self
@@ -178,7 +187,10 @@ fn flows_by_endpoints(doc: &Value) -> Vec<(String, String, Value)> {
 
 #[test]
 fn live_verdicts_equal_offline_verdicts_of_the_same_packets() {
-    let Some(ns) = Netns::new("live_verdicts_equal_offline_verdicts_of_the_same_packets") else {
+    let Some(ns) = Netns::new(
+        "live_verdicts_equal_offline_verdicts_of_the_same_packets",
+        &[&tools::PYTHON3, &tools::IPTABLES],
+    ) else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -288,7 +300,7 @@ fn live_verdicts_equal_offline_verdicts_of_the_same_packets() {
 
 #[test]
 fn sigterm_ends_with_the_table_and_kernel_counts() {
-    let Some(ns) = Netns::new("sigterm_ends_with_the_table_and_kernel_counts") else {
+    let Some(ns) = Netns::new("sigterm_ends_with_the_table_and_kernel_counts", &[]) else {
         return;
     };
     let capture = ns.start_capture(&["-i", "lo", FILTER]);
@@ -304,7 +316,7 @@ fn sigterm_ends_with_the_table_and_kernel_counts() {
 
 #[test]
 fn duration_ends_the_capture() {
-    let Some(ns) = Netns::new("duration_ends_the_capture") else {
+    let Some(ns) = Netns::new("duration_ends_the_capture", &[]) else {
         return;
     };
     let started = Instant::now();
@@ -317,7 +329,10 @@ fn duration_ends_the_capture() {
 
 #[test]
 fn count_ends_the_capture_after_that_many_packets() {
-    let Some(ns) = Netns::new("count_ends_the_capture_after_that_many_packets") else {
+    let Some(ns) = Netns::new(
+        "count_ends_the_capture_after_that_many_packets",
+        &[&tools::PYTHON3],
+    ) else {
         return;
     };
     let capture = ns.start_capture(&["-i", "lo", "-c", "4", "--all", FILTER]);
@@ -333,7 +348,7 @@ fn count_ends_the_capture_after_that_many_packets() {
 
 #[test]
 fn no_such_device_is_one_line_naming_the_devices() {
-    let Some(ns) = Netns::new("no_such_device_is_one_line_naming_the_devices") else {
+    let Some(ns) = Netns::new("no_such_device_is_one_line_naming_the_devices", &[]) else {
         return;
     };
     let out = ns
@@ -354,7 +369,7 @@ fn no_such_device_is_one_line_naming_the_devices() {
 fn no_permission_says_what_to_run() {
     use std::os::unix::fs::PermissionsExt;
     use std::os::unix::process::CommandExt;
-    let Some(_ns) = Netns::new("no_permission_says_what_to_run") else {
+    let Some(_ns) = Netns::new("no_permission_says_what_to_run", &[]) else {
         return;
     };
     // A copy nobody can run, wherever the checkout lives.

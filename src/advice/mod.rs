@@ -5,6 +5,7 @@
 //! the bracket too.
 
 pub mod clients;
+pub mod histogram;
 pub mod known;
 pub mod near_miss;
 
@@ -16,6 +17,7 @@ use serde::Serialize;
 use crate::detect::{Finding, Verdict};
 use crate::flow::{CaptureSide, Flow};
 use crate::time::{Nanos, secs};
+use histogram::IdleHistogram;
 use known::{Fit, Known, LatePacket};
 pub use near_miss::NearMiss;
 use near_miss::NearMisses;
@@ -37,6 +39,21 @@ pub enum Outcome {
     Blackhole,
     /// Not answered, for another reason (the capture ended, say).
     Unanswered,
+}
+
+impl Outcome {
+    pub const ALL: [Outcome; 5] = [
+        Outcome::Answered,
+        Outcome::Race,
+        Outcome::Reset,
+        Outcome::Blackhole,
+        Outcome::Unanswered,
+    ];
+
+    /// Its place in `ALL`.
+    pub fn index(self) -> usize {
+        self as usize
+    }
 }
 
 /// One reuse of an idle connection: how long it sat idle before the request, and what
@@ -80,6 +97,8 @@ struct ServerStats {
     reuses_raced: u64,
     /// Answered reuses that may have come within a round trip of the keep-alive timer.
     near_misses: NearMisses,
+    /// Every reuse, beyond the sample in `points` too, by idle and outcome.
+    reuse_histogram: IdleHistogram,
 }
 
 /// Collects per-server figures from judged flows.
@@ -136,6 +155,7 @@ impl Advisor {
             if idle >= REUSE_MIN_IDLE {
                 stats.reuses += 1;
                 stats.reuses_raced += u64::from(outcome == Outcome::Race);
+                stats.reuse_histogram.add(secs(idle), outcome);
                 if stats.points.len() < SAMPLE {
                     stats.points.push(ReusePoint {
                         flow: flow.id,
@@ -199,7 +219,7 @@ impl Advisor {
                     || s.nat_resets > 0
                     || s.blackholes > 0
                     || s.announced_keepalive_s.is_some()
-                    || !s.points.is_empty()
+                    || !s.reuse_histogram.is_empty()
             })
             .map(|(server, stats)| advise(server, stats))
             .collect();
@@ -307,7 +327,7 @@ pub struct ServerAdvice {
     pub client_settings: Vec<clients::Setting>,
     /// The read timeout in each common client, and TCP_USER_TIMEOUT.
     pub read_timeout_settings: Vec<clients::Setting>,
-    /// Every reuse of an idle connection (at most 10,000), for `--plot`.
+    /// Reuses of an idle connection (the first 10,000), for JSON.
     pub reuse: Vec<ReusePoint>,
     /// How many reuses of an idle connection there were (the flows' last requests after
     /// 50 ms or more of idle), and how many of them met the server's keep-alive close.
@@ -317,6 +337,9 @@ pub struct ServerAdvice {
     /// keep-alive timer: they got lucky.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub near_misses: Option<NearMiss>,
+    /// Every reuse of an idle connection, counted by idle and outcome, for `--plot`.
+    #[serde(skip)]
+    pub reuse_histogram: IdleHistogram,
 }
 
 impl ServerAdvice {
@@ -586,6 +609,7 @@ fn advise(server: SocketAddr, mut stats: ServerStats) -> ServerAdvice {
         reuses: stats.reuses,
         reuses_raced: stats.reuses_raced,
         near_misses,
+        reuse_histogram: stats.reuse_histogram,
     }
 }
 
