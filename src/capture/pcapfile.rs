@@ -114,8 +114,9 @@ impl PcapFile {
             .try_into()
             .expect("a 16-byte slice");
         let mut fields = [0u32; 4];
-        for (field, bytes) in fields.iter_mut().zip(header.chunks_exact(4)) {
-            let value = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+        let (words, _) = header.as_chunks::<4>();
+        for (field, bytes) in fields.iter_mut().zip(words) {
+            let value = u32::from_le_bytes(*bytes);
             *field = if self.swapped {
                 value.swap_bytes()
             } else {
