@@ -22,9 +22,13 @@ fuzz_target!(|data: &[u8]| {
         return;
     }
     drop(file);
+    // Half the inputs with a tiny table (evictions), half split into two parts on two
+    // table threads (the merge by frame).
+    let split = data.len() % 2 == 1;
     let settings = Settings {
         keep_benign: true,
-        max_flows: 16,
+        max_flows: if split { 40_000 } else { 16 },
+        threads: if split { 2 } else { 1 },
         ..Settings::default()
     };
     if let Ok(analysis) = analyze_file(path.to_str().expect("utf-8 temp path"), &settings) {
