@@ -9,6 +9,7 @@ use super::sniff::{
     TLS_ALERT, TLS_APPLICATION_DATA, TLS_CHANGE_CIPHER_SPEC, TLS_HANDSHAKE, TLS13_ALERT_MAX_RECORD,
     TlsRecord, tls_record,
 };
+use super::software::{self, Ja4};
 use crate::time::Nanos;
 
 /// What a record is to the detectors.
@@ -78,6 +79,9 @@ pub struct TlsState {
     pub pending_alert: Option<(Stamp, Option<Nanos>)>,
     /// The frame of the client's first alert (its close_notify): where its close began.
     pub client_alert_frame: Option<u64>,
+    /// The JA4 fingerprint of the client's first ClientHello, when the capture held it
+    /// whole in one segment, and its frame (0 until the flow, which knows frames, sets it).
+    pub client_hello: Option<(Ja4, u64)>,
 }
 
 /// The ServerHello's supported_versions extension (RFC 8446 4.2.1).
@@ -286,6 +290,13 @@ impl TlsState {
             }
             TLS_ALERT => Role::Alert,
             TLS_HANDSHAKE => {
+                if from_client
+                    && self.client_hello.is_none()
+                    && body.first() == Some(&HANDSHAKE_CLIENT_HELLO)
+                {
+                    let whole = body.get(..usize::from(record.length)).unwrap_or(body);
+                    self.client_hello = software::ja4(whole).map(|fp| (fp, 0));
+                }
                 if from_client {
                     // TLS 1.2: the encrypted Finished follows change_cipher_spec (a second
                     // ClientHello after a HelloRetryRequest is in the clear).
