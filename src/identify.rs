@@ -103,8 +103,8 @@ const fn client(name: &'static str, settings_for: &'static [&'static str]) -> Cl
 const PYTHON_HTTP_CLIENT: ClientName = client("Python http.client", &["Python http.client"]);
 
 const GO: ClientName = client("Go net/http", &["Go net/http"]);
-const OPENSSL_DEFAULTS: ClientName = client(
-    "Node.js or Python (OpenSSL defaults)",
+const OPENSSL_TLS13_ONLY: ClientName = client(
+    "Node.js or Python (OpenSSL, TLS 1.3 only)",
     &["Node http/https Agent", "Python http.client"],
 );
 const NODE: ClientName = client("Node.js", &["Node http/https Agent", "Node undici / fetch"]);
@@ -112,14 +112,19 @@ const PYTHON_SSL: ClientName = client(
     "Python (ssl module)",
     &["Python http.client", "Python requests / urllib3"],
 );
+const PYTHON_URLLIB3: ClientName =
+    client("Python requests / urllib3", &["Python requests / urllib3"]);
 const JAVA: ClientName = client(
     "Java (JDK TLS)",
     &["JDK HttpClient", "Apache HttpClient 4.5"],
 );
+const CURL: ClientName = client("curl", &["curl / libcurl"]);
 
 /// A ClientHello fingerprint measured in the lab: JA4's hashed parts (ciphers;
 /// extensions and signature algorithms), which do not change with SNI or ALPN; the client
-/// it names; how sure that is; and which lab client sent it, in which captures.
+/// it names; how sure that is; and which lab client sent it, in which captures. A client's
+/// TLS settings change its fingerprint: the race labs pin each client to one TLS version,
+/// testdata/lab/fingerprints.sh leaves them at their defaults, and both are here.
 struct Measured {
     hashes: &'static str,
     client: ClientName,
@@ -127,55 +132,86 @@ struct Measured {
     measured: &'static str,
 }
 
-/// Every fingerprint the lab's clients sent (testdata/lab/ja4.py over testdata/*.pcap).
+/// Every fingerprint the lab's clients sent (testdata/lab/ja4.py over testdata/*.pcap and
+/// testdata/lab/fingerprints/defaults.pcap).
 const FINGERPRINTS: &[Measured] = &[
     Measured {
         hashes: "9dc949149365_97f8aa674fd9",
         client: GO,
         confidence: Confidence::Medium,
-        measured: "Go 1.19 net/http's, HTTP/1.1 and HTTP/2 alike (go-h1-tls13, go-h2-tls13, haproxy-go-h1-tls13, nat60)",
+        measured: "Go 1.19 net/http's, HTTP/1.1 and HTTP/2, at its defaults and with TLS 1.3 only alike (go-h1-tls13, go-h2-tls13, haproxy-go-h1-tls13, nat60, lab/fingerprints)",
     },
     Measured {
         hashes: "16476d049b0b_78f1d400d464",
-        client: OPENSSL_DEFAULTS,
+        client: OPENSSL_TLS13_ONLY,
         confidence: Confidence::Low,
-        measured: "sent alike by Node.js 20 https.Agent and Python 3.11 http.client over TLS 1.3 (node-tls13, race-tls13, nat60)",
+        measured: "sent alike by Node.js 20 https.Agent and Python 3.11 http.client with TLS 1.3 only (node-tls13, race-tls13, nat60)",
     },
     Measured {
         hashes: "16476d049b0b_6775ac8fe30b",
-        client: OPENSSL_DEFAULTS,
+        client: OPENSSL_TLS13_ONLY,
         confidence: Confidence::Low,
-        measured: "Node.js 20 https.Agent resuming a TLS 1.3 session, the same OpenSSL defaults as Python's (node-tls13)",
+        measured: "Node.js 20 https.Agent with TLS 1.3 only, resuming a session, as Python's would (node-tls13)",
     },
     Measured {
         hashes: "99d8c53049f3_e7e480e5a997",
         client: NODE,
         confidence: Confidence::Medium,
-        measured: "Node.js 20 https.Agent's with TLS 1.2 at most: Node's own cipher list (node-tls12)",
+        measured: "Node.js 20 https.Agent's with TLS 1.2 only: Node's own cipher list (node-tls12)",
+    },
+    Measured {
+        hashes: "a33745022dd6_1f22a2ca17c4",
+        client: NODE,
+        confidence: Confidence::Medium,
+        measured: "Node.js 20's at its defaults, https.Agent and fetch alike (lab/fingerprints)",
     },
     Measured {
         hashes: "d68b136fe8d9_e7e480e5a997",
         client: PYTHON_SSL,
         confidence: Confidence::Medium,
-        measured: "Python 3.11 http.client's with TLS 1.2 at most: Python's own cipher list (race-tls12)",
+        measured: "Python 3.11 http.client's with TLS 1.2 only: Python's own cipher list (race-tls12)",
+    },
+    Measured {
+        hashes: "85036bcba153_d41ae481755e",
+        client: PYTHON_SSL,
+        confidence: Confidence::Medium,
+        measured: "Python 3.11 http.client's with ssl.create_default_context() (lab/fingerprints)",
+    },
+    Measured {
+        hashes: "85036bcba153_b26ce05bbdd6",
+        client: PYTHON_URLLIB3,
+        confidence: Confidence::Medium,
+        measured: "Python 3.11 requests 2.34 / urllib3 2.7's at their defaults (lab/fingerprints)",
+    },
+    Measured {
+        hashes: "e8f1e7e78f70_b26ce05bbdd6",
+        client: CURL,
+        confidence: Confidence::Medium,
+        measured: "curl 7.88 (libcurl, OpenSSL 3.0) at its defaults: curl's own cipher list (lab/fingerprints)",
+    },
+    Measured {
+        hashes: "db35923f8641_7c76daad20ec",
+        client: JAVA,
+        confidence: Confidence::Low,
+        measured: "sent alike by OpenJDK 17 HttpClient and Apache HttpClient 4.5 on it at their defaults: the JDK's TLS (lab/fingerprints)",
     },
     Measured {
         hashes: "55b375c5d22e_c1c26d69a8d8",
         client: JAVA,
         confidence: Confidence::Low,
-        measured: "sent alike by OpenJDK 17 HttpClient and Apache HttpClient 4.5 over TLS 1.3: the JDK's TLS (jdk-tls13, apache-tls13, haproxy-apache-tls13)",
+        measured: "sent alike by OpenJDK 17 HttpClient and Apache HttpClient 4.5 with TLS 1.3 only: the JDK's TLS (jdk-tls13, apache-tls13, haproxy-apache-tls13)",
     },
     Measured {
         hashes: "55b375c5d22e_7d01cb85ed02",
         client: JAVA,
         confidence: Confidence::Low,
-        measured: "OpenJDK 17 HttpClient resuming a TLS 1.3 session (jdk-tls13)",
+        measured: "OpenJDK 17 HttpClient with TLS 1.3 only, resuming a session (jdk-tls13)",
     },
     Measured {
         hashes: "0ca14b6c4d46_1f7ae294493e",
         client: JAVA,
         confidence: Confidence::Low,
-        measured: "Apache HttpClient 4.5 on OpenJDK 17 with TLS 1.2 at most: the JDK's TLS (apache-tls12)",
+        measured: "Apache HttpClient 4.5 on OpenJDK 17 with TLS 1.2 only: the JDK's TLS (apache-tls12)",
     },
 ];
 

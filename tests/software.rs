@@ -15,7 +15,7 @@ fn analyse(capture: &str) -> Analysis {
 
 const GO: &str = "Go net/http";
 const JAVA: &str = "Java (JDK TLS)";
-const OPENSSL: &str = "Node.js or Python (OpenSSL defaults)";
+const OPENSSL: &str = "Node.js or Python (OpenSSL, TLS 1.3 only)";
 const PYTHON_HTTP_CLIENT: &str = "Python http.client";
 const UNKNOWN: &str = "unknown";
 
@@ -41,7 +41,7 @@ fn expected_client(capture: &str, verdict: &str, scenario: &str) -> &'static str
         | "race-tls12-client-sll" => "Python (ssl module)",
         // Snapshot length 96: the ClientHello is cut, nothing names the client.
         "race-tls12-client-s96" => UNKNOWN,
-        // Python and Node over TLS 1.3 send the same OpenSSL defaults.
+        // Python and Node with TLS 1.3 only send the same ClientHello: OpenSSL's.
         "race-tls13-client" | "race-tls13-server" | "node-tls13-client" | "node-tls13-server" => {
             OPENSSL
         }
@@ -113,6 +113,43 @@ fn every_lab_flow_gets_its_clients_name_or_unknown_never_a_wrong_one() {
         named > 400 && unknown > 20,
         "{named} named, {unknown} unknown"
     );
+}
+
+/// testdata/lab/fingerprints.sh: one request from each client at its default TLS
+/// settings, each to its own port (lab/fingerprints/clients.tsv).
+#[test]
+fn clients_at_their_default_tls_settings_are_named() {
+    let analysis = analyse("lab/fingerprints/defaults.pcap");
+    let want = [
+        (18441, "curl"),
+        (18442, "Python (ssl module)"),
+        (18443, "Python requests / urllib3"),
+        (18444, "Node.js"),
+        (18445, "Node.js"),
+        (18446, GO),
+        (18447, JAVA),
+        (18448, JAVA),
+    ];
+    let tsv = std::fs::read_to_string("testdata/lab/fingerprints/clients.tsv").unwrap();
+    assert_eq!(
+        tsv.lines().filter(|l| !l.starts_with('#')).count(),
+        want.len()
+    );
+    for (port, name) in want {
+        let flows: Vec<_> = analysis
+            .flows
+            .iter()
+            .filter(|f| f.server.port() == port)
+            .collect();
+        assert!(!flows.is_empty(), "no flow to port {port}");
+        for flow in flows {
+            assert_eq!(
+                flow.client_software.name, name,
+                "port {port}: {}",
+                flow.client_software.evidence
+            );
+        }
+    }
 }
 
 #[test]
