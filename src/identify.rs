@@ -93,6 +93,7 @@ const USER_AGENTS: &[(&str, ClientName)] = &[
 
 /// A User-Agent that is exactly this: Node's built-in fetch (undici).
 const NODE_FETCH_USER_AGENT: &[u8] = b"node";
+const NODE_FETCH: ClientName = client("Node fetch (undici)", &["Node undici / fetch"]);
 
 const fn client(name: &'static str, settings_for: &'static [&'static str]) -> ClientName {
     ClientName { name, settings_for }
@@ -119,6 +120,7 @@ const JAVA: ClientName = client(
     &["JDK HttpClient", "Apache HttpClient 4.5"],
 );
 const CURL: ClientName = client("curl", &["curl / libcurl"]);
+const OKHTTP: ClientName = client("OkHttp", &["OkHttp"]);
 
 /// A ClientHello fingerprint measured in the lab: JA4's hashed parts (ciphers;
 /// extensions and signature algorithms), which do not change with SNI or ALPN; the client
@@ -190,6 +192,12 @@ const FINGERPRINTS: &[Measured] = &[
         measured: "curl 7.88 (libcurl, OpenSSL 3.0) at its defaults: curl's own cipher list (lab/fingerprints)",
     },
     Measured {
+        hashes: "8daaf6152771_a5b99884f7f5",
+        client: OKHTTP,
+        confidence: Confidence::Medium,
+        measured: "OkHttp 3.13 on OpenJDK 17 at its defaults: OkHttp's own cipher list (ConnectionSpec.MODERN_TLS) on the JDK's TLS (lab/fingerprints)",
+    },
+    Measured {
         hashes: "db35923f8641_7c76daad20ec",
         client: JAVA,
         confidence: Confidence::Low,
@@ -255,7 +263,7 @@ fn client_clue(flow: &Flow) -> ClientClue<'_> {
     if let Some(ua) = heads.and_then(|h| h.user_agent.as_ref()) {
         let value = ua.as_bytes();
         let known = if value == NODE_FETCH_USER_AGENT {
-            Some(client("Node fetch (undici)", &["Node undici / fetch"]))
+            Some(NODE_FETCH)
         } else {
             USER_AGENTS
                 .iter()
@@ -291,7 +299,7 @@ pub fn settings_for(name: &str) -> &'static [&'static str] {
         .iter()
         .map(|(_, c)| c)
         .chain(FINGERPRINTS.iter().map(|m| &m.client))
-        .chain([&PYTHON_HTTP_CLIENT]);
+        .chain([&PYTHON_HTTP_CLIENT, &NODE_FETCH]);
     all.into_iter()
         .find(|c| c.name == name)
         .map_or(&[], |c| c.settings_for)
@@ -453,5 +461,123 @@ pub fn server_software(flow: &Flow) -> Software {
             evidence: format!("the capture shows no Server header{closed}"),
             close,
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::{Segment, TcpFlags};
+    use crate::flow::{FlowTable, Stamp};
+    use crate::time::Timestamp;
+
+    /// A plaintext exchange: handshake, one request with `request` as its head, one
+    /// response with `response` as its head, then the server's FIN.
+    fn exchange(request: &'static [u8], response: &'static [u8]) -> Flow {
+        const C: &str = "198.18.1.2:40000";
+        const S: &str = "198.19.2.2:80";
+        let seg = |src: &str, dst: &str, flags: u8, seq: u32, ack: u32, payload| {
+            Segment::built(
+                src.parse().unwrap(),
+                dst.parse().unwrap(),
+                flags,
+                seq,
+                ack,
+                payload,
+            )
+        };
+        let ack = TcpFlags::ACK;
+        let data = TcpFlags::PSH | TcpFlags::ACK;
+        let (q, r) = (request.len() as u32, response.len() as u32);
+        let segments = [
+            seg(C, S, TcpFlags::SYN, 100, 0, &b""[..]),
+            seg(S, C, TcpFlags::SYN | ack, 500, 101, b""),
+            seg(C, S, ack, 101, 501, b""),
+            seg(C, S, data, 101, 501, request),
+            seg(S, C, data, 501, 101 + q, response),
+            seg(S, C, TcpFlags::FIN | ack, 501 + r, 101 + q, b""),
+        ];
+        let mut table = FlowTable::new(Vec::new());
+        let mut flows = Vec::new();
+        for (i, s) in segments.iter().enumerate() {
+            let at = Stamp {
+                frame: i as u64 + 1,
+                ts: Timestamp(i as i64 * 10_000_000),
+            };
+            table.observe(s, at, &mut |f| flows.push(*f));
+        }
+        table.finish_all(&mut |f| flows.push(*f));
+        flows.pop().unwrap()
+    }
+
+    #[test]
+    fn user_agent_and_server_headers_name_the_software() {
+        let flow = exchange(
+            b"GET / HTTP/1.1\r\nHost: api\r\nUser-Agent: okhttp/4.12.0\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nServer: envoy\r\nContent-Length: 0\r\n\r\n",
+        );
+        let client = client_software(&flow);
+        assert_eq!(
+            (client.name, client.confidence),
+            ("OkHttp", Some(Confidence::High))
+        );
+        assert_eq!(client.evidence, "User-Agent: okhttp/4.12.0 (#4)");
+        let server = server_software(&flow);
+        assert_eq!(server.name, "Envoy");
+        assert_eq!(server.close, Some("fin"));
+        assert_eq!(
+            server.evidence,
+            "Server: envoy (#5); it closed with a bare FIN"
+        );
+        assert_eq!(client_name(&flow).settings_for, ["OkHttp"]);
+
+        let apache = exchange(
+            b"POST /x HTTP/1.1\r\nUser-Agent: Apache-HttpClient/4.5.14 (Java/17.0.15)\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nServer: Apache/2.4.57 (Debian)\r\n\r\n",
+        );
+        assert_eq!(client_software(&apache).name, "Apache HttpClient 4.5");
+        assert_eq!(server_software(&apache).name, "Apache httpd");
+    }
+
+    #[test]
+    fn what_names_nothing_known_stays_unknown() {
+        let flow = exchange(
+            b"GET / HTTP/1.1\r\nUser-Agent: orders-service/2.1\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nServer: in-house\r\n\r\n",
+        );
+        let client = client_software(&flow);
+        assert_eq!((client.name, client.confidence), (UNKNOWN, None));
+        assert_eq!(client.seen.as_deref(), Some("orders-service/2.1"));
+        assert_eq!(server_software(&flow).name, UNKNOWN);
+        // No User-Agent and no http.client head: nothing to go by.
+        let bare = exchange(
+            b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\n\r\n",
+        );
+        assert_eq!(client_software(&bare).name, UNKNOWN);
+        assert_eq!(client_software(&bare).source, None);
+    }
+
+    #[test]
+    fn every_named_client_has_settings_to_lead_with() {
+        let names = USER_AGENTS
+            .iter()
+            .map(|(_, c)| c)
+            .chain(FINGERPRINTS.iter().map(|m| &m.client))
+            .chain([&PYTHON_HTTP_CLIENT, &NODE_FETCH]);
+        let listed: Vec<&str> = crate::advice::clients::max_idle_settings(4)
+            .into_iter()
+            .map(|s| s.client)
+            .collect();
+        for client in names {
+            assert!(!client.settings_for.is_empty(), "{}", client.name);
+            for wanted in client.settings_for {
+                assert!(
+                    listed.contains(wanted),
+                    "{}: no {wanted} in clients.rs",
+                    client.name
+                );
+            }
+        }
     }
 }

@@ -129,6 +129,7 @@ fn clients_at_their_default_tls_settings_are_named() {
         (18446, GO),
         (18447, JAVA),
         (18448, JAVA),
+        (18449, "OkHttp"),
     ];
     let tsv = std::fs::read_to_string("testdata/lab/fingerprints/clients.tsv").unwrap();
     assert_eq!(

@@ -6,7 +6,8 @@
 # ClientHello matters here; what the clients make of s_server's answer does not.
 #
 # REQUIREMENTS (Debian 12): root; iproute2 tcpdump openssl curl python3 (requests,
-#   urllib3) nodejs golang default-jdk libhttpclient-java. No network access is needed.
+#   urllib3) nodejs golang default-jdk libhttpclient-java libokhttp-java. No network
+#   access is needed.
 #
 # WHAT IT MAKES: testdata/lab/fingerprints/defaults.pcap (the client side of each
 #   handshake), testdata/lab/fingerprints/clients.tsv (server port, client, version),
@@ -106,8 +107,41 @@ public class ApacheGet {
     }
 }
 EOF
+cat > "$WORK/java/OkGet.java" <<'EOF'
+import java.security.cert.X509Certificate;
+import javax.net.ssl.SSLContext;
+import javax.net.ssl.TrustManager;
+import javax.net.ssl.X509TrustManager;
+import okhttp3.OkHttpClient;
+import okhttp3.Request;
+
+public class OkGet {
+    public static void main(String[] args) throws Exception {
+        X509TrustManager all = new X509TrustManager() {
+            public void checkClientTrusted(X509Certificate[] c, String a) {}
+            public void checkServerTrusted(X509Certificate[] c, String a) {}
+            public X509Certificate[] getAcceptedIssuers() { return new X509Certificate[0]; }
+        };
+        SSLContext ctx = SSLContext.getInstance("TLS");
+        ctx.init(null, new TrustManager[] { all }, null);
+        OkHttpClient client = new OkHttpClient.Builder()
+            .sslSocketFactory(ctx.getSocketFactory(), all)
+            .hostnameVerifier((host, session) -> true)
+            .build();
+        try {
+            client.newCall(new Request.Builder().url(args[0]).build()).execute().close();
+        } catch (Exception e) {
+            System.err.println(e);
+        }
+        client.dispatcher().executorService().shutdown();
+        client.connectionPool().evictAll();
+    }
+}
+EOF
 JARS=/usr/share/java/httpclient.jar:/usr/share/java/httpcore.jar:/usr/share/java/commons-logging.jar
-javac -d "$WORK/java" -cp "$JARS" "$WORK/java/JdkGet.java" "$WORK/java/ApacheGet.java"
+OKJARS=/usr/share/java/okhttp.jar:/usr/share/java/okio.jar
+javac -d "$WORK/java" -cp "$JARS:$OKJARS" "$WORK/java/JdkGet.java" "$WORK/java/ApacheGet.java" \
+    "$WORK/java/OkGet.java"
 
 log "certificate, one s_server per client"
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=lab \
@@ -122,6 +156,7 @@ CLIENTS=(
     "18446|Go net/http|$WORK/get-go https://$ADDR:18446/"
     "18447|JDK HttpClient|java -cp $WORK/java JdkGet https://$ADDR:18447/"
     "18448|Apache HttpClient 4.5|java -cp $WORK/java:$JARS ApacheGet https://$ADDR:18448/"
+    "18449|OkHttp|java -cp $WORK/java:$OKJARS OkGet https://$ADDR:18449/"
 )
 for c in "${CLIENTS[@]}"; do
     port=${c%%|*}
@@ -129,12 +164,12 @@ for c in "${CLIENTS[@]}"; do
         -key "$WORK/key.pem" -www -quiet > /dev/null 2>&1 &
     PIDS+=($!)
 done
-listening() { N ss -ltn | grep -q "$ADDR:18448"; }
+listening() { N ss -ltn | grep -q "$ADDR:18449"; }
 wait_for listening || { log "s_server did not start"; exit 1; }
 
 # Not through N: a function in the background is a subshell, and $! would be its PID, not
 # tcpdump's.
-ip netns exec $NS_C tcpdump -U -n -Z root -i lo -w "$WORK/defaults.pcap" "tcp portrange 18441-18448" \
+ip netns exec $NS_C tcpdump -U -n -Z root -i lo -w "$WORK/defaults.pcap" "tcp portrange 18441-18449" \
     2> "$WORK/tcpdump.log" &
 PIDS+=($!); TCPDUMP=$!
 sleep 1
@@ -151,6 +186,7 @@ sleep 1
             Go*) v=$(go version) ;;
             JDK*) v=$(java -version 2>&1 | head -1) ;;
             Apache*) v="$(ls /usr/share/java/httpclient-4*.jar | head -1 | xargs basename) on $(java -version 2>&1 | head -1)" ;;
+            OkHttp) v="$(ls /usr/share/java/okhttp-3*.jar | head -1 | xargs basename) on $(java -version 2>&1 | head -1)" ;;
         esac
         echo -e "$port\t$name\t$v"
     done
