@@ -345,8 +345,13 @@ fn sha256(message: &[u8]) -> [u8; 32] {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// Go's whole ClientHello record (see `GO_HELLO`), for the TLS walk's tests.
+    pub(crate) fn go_hello() -> Vec<u8> {
+        hex(GO_HELLO)
+    }
 
     fn hex(s: &str) -> Vec<u8> {
         (0..s.len())
