@@ -154,6 +154,26 @@ pub fn max_idle_settings(seconds: u64) -> Vec<Setting> {
         .collect()
 }
 
+/// One client's max-idle setting for `seconds`, if it has one listed.
+pub fn max_idle_setting(client: &str, seconds: u64) -> Option<Setting> {
+    one(MAX_IDLE, client, seconds)
+}
+
+/// One client's read timeout for `seconds`, if it has one listed.
+pub fn read_timeout_setting(client: &str, seconds: u64) -> Option<Setting> {
+    one(READ_TIMEOUT, client, seconds)
+}
+
+fn one(table: &[(&'static str, &str)], client: &str, seconds: u64) -> Option<Setting> {
+    table
+        .iter()
+        .find(|(name, _)| *name == client)
+        .map(|(client, template)| Setting {
+            client,
+            setting: fill(template, seconds),
+        })
+}
+
 pub fn tcp_keepalive(seconds: u64) -> String {
     fill(TCP_KEEPALIVE, seconds)
 }

@@ -367,15 +367,15 @@ fn top_client(counts: &[SoftwareCount]) -> Option<SoftwareCount> {
 fn for_client(
     identified: Option<SoftwareCount>,
     flows: u64,
-    settings: &[clients::Setting],
+    seconds: u64,
+    setting: fn(&str, u64) -> Option<clients::Setting>,
 ) -> String {
     let Some(client) = identified else {
         return String::new();
     };
-    let wanted = identify::settings_for(client.name);
-    let own: Vec<String> = wanted
+    let own: Vec<String> = identify::settings_for(client.name)
         .iter()
-        .filter_map(|w| settings.iter().find(|s| s.client == *w))
+        .filter_map(|name| setting(name, seconds))
         .map(|s| format!("{}: {}", s.client, s.setting))
         .collect();
     if own.is_empty() {
@@ -471,7 +471,7 @@ fn advise(server: SocketAddr, mut stats: ServerStats) -> ServerAdvice {
         stats.clients.counts.iter().map(|(_, n)| n).sum::<u64>() + stats.clients.others;
     let client_software = std::mem::take(&mut stats.clients).into_counts();
     let identified = top_client(&client_software);
-    let lead = |m: u64| for_client(identified, flows, &clients::max_idle_settings(m));
+    let lead = |m: u64| for_client(identified, flows, m, clients::max_idle_setting);
     let keepalive = (stats.closes > 0).then(|| {
         stats.idle_closes.sort_by(f64::total_cmp);
         Spread {
@@ -602,7 +602,7 @@ fn advise(server: SocketAddr, mut stats: ServerStats) -> ServerAdvice {
             });
         advice.push(format!(
             "set a read timeout of {r} s{slowest} so that a dropped request fails fast instead of hanging, and retry idempotent requests once on a new connection; without a timeout Linux retransmits for about 15 min (tcp_retries2=15) before the socket fails{}",
-            for_client(identified, flows, &clients::read_timeout_settings(r))
+            for_client(identified, flows, r, clients::read_timeout_setting)
         ));
         read_timeout_s = Some(r);
     }

@@ -83,11 +83,9 @@ impl HeadsSeen {
 /// The header lines of an HTTP/1 head as far as the capture holds it: (name, value), up to
 /// the empty line. The request line is skipped; a line the capture cut is left out.
 fn header_lines(head: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
-    let mut lines = head.split(|&b| b == b'\n');
-    lines.next();
-    let complete = head.iter().filter(|&&b| b == b'\n').count();
-    lines
-        .take(complete.saturating_sub(1))
+    head.split_inclusive(|&b| b == b'\n')
+        .skip(1)
+        .map_while(|line| line.strip_suffix(b"\n"))
         .map(|line| line.strip_suffix(b"\r").unwrap_or(line))
         .take_while(|line| !line.is_empty())
         .filter_map(|line| {
