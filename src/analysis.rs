@@ -9,6 +9,7 @@ use crate::capture::KernelStats;
 use crate::decode::{self, Skip};
 use crate::detect::{Finding, Thresholds, Verdict};
 use crate::flow::{self, Flow};
+use crate::identify;
 use crate::target::Target;
 use crate::time::{Nanos, Timestamp};
 
@@ -29,6 +30,9 @@ pub struct FlowReport {
     pub responses: u32,
     pub longest_idle: Nanos,
     pub finding: Finding,
+    /// The client software and the server software, as far as the capture shows them.
+    pub client_software: identify::Software,
+    pub server_software: identify::Software,
     /// Flagged flows: their last packets, the failure among them.
     pub timeline: Vec<TimelineEntry>,
 }
@@ -62,6 +66,8 @@ impl FlowReport {
             requests: flow.requests,
             responses: flow.responses,
             longest_idle: flow.longest_idle,
+            client_software: identify::client_software(flow),
+            server_software: identify::server_software(flow),
             timeline: if finding.verdict.flagged() {
                 timeline(flow)
             } else {

@@ -12,6 +12,7 @@ pub mod detect;
 mod flagged;
 pub mod flow;
 pub mod generate;
+pub mod identify;
 pub mod live;
 mod pipeline;
 mod prefetch;

@@ -59,6 +59,8 @@ pub(crate) struct Judged<'s> {
 }
 
 /// A finished flow's finding, and its report if it will be shown (see `Judged::reports_all`).
+// Held for a moment (and boxed where it waits in a handoff): the variants' sizes matter little.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Judgement {
     Finding(Finding),
     Report(FlowReport),

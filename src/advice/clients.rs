@@ -4,7 +4,8 @@
 
 use serde::Serialize;
 
-/// One client's setting, as text to paste.
+/// One client's setting, as text to paste. The client names are the ones identify.rs
+/// points at (`ClientName::settings_for`).
 #[derive(Debug, Clone, Serialize)]
 pub struct Setting {
     pub client: &'static str,
@@ -40,6 +41,10 @@ const MAX_IDLE: &[(&str, &str)] = &[
         "new Agent({ keepAliveTimeout: {ms} })",
     ),
     (
+        "Node http/https Agent",
+        "new https.Agent({ keepAlive: true, timeout: {ms} }) (a free socket idle that long is destroyed)",
+    ),
+    (
         "Node agentkeepalive",
         "new Agent({ freeSocketTimeout: {ms} })",
     ),
@@ -48,6 +53,14 @@ const MAX_IDLE: &[(&str, &str)] = &[
     (
         "Python requests / urllib3",
         "no idle limit exists; urllib3 drops a connection whose FIN already arrived, so add Retry for idempotent requests",
+    ),
+    (
+        "Python http.client",
+        "no pool and no idle limit: close() the HTTPConnection and open a new one when it has been idle {s} s or more, and retry idempotent requests once",
+    ),
+    (
+        "curl / libcurl",
+        "curl_easy_setopt(curl, CURLOPT_MAXAGE_CONN, {s}L)",
     ),
     (
         ".NET",
@@ -91,12 +104,23 @@ const READ_TIMEOUT: &[(&str, &str)] = &[
         "new Agent({ headersTimeout: {ms}, bodyTimeout: {ms} }) (defaults 300 s)",
     ),
     (
-        "Node http",
+        "Node http/https Agent",
         "http.request(url, { timeout: {ms} }) and destroy the request on 'timeout'",
     ),
     ("Python aiohttp", "ClientTimeout(sock_read={s})"),
     ("Python httpx", "httpx.Timeout(5.0, read={s})"),
-    ("Python requests", "requests.get(url, timeout=(5, {s}))"),
+    (
+        "Python requests / urllib3",
+        "requests.get(url, timeout=(5, {s}))",
+    ),
+    (
+        "Python http.client",
+        "http.client.HTTPConnection(host, timeout={s}), or HTTPSConnection",
+    ),
+    (
+        "curl / libcurl",
+        "curl_easy_setopt(curl, CURLOPT_TIMEOUT, {s}L)",
+    ),
     (
         ".NET",
         "HttpClient.Timeout = TimeSpan.FromSeconds({s}) (default 100 s)",
@@ -128,6 +152,26 @@ pub fn max_idle_settings(seconds: u64) -> Vec<Setting> {
             setting: fill(template, seconds),
         })
         .collect()
+}
+
+/// One client's max-idle setting for `seconds`, if it has one listed.
+pub fn max_idle_setting(client: &str, seconds: u64) -> Option<Setting> {
+    one(MAX_IDLE, client, seconds)
+}
+
+/// One client's read timeout for `seconds`, if it has one listed.
+pub fn read_timeout_setting(client: &str, seconds: u64) -> Option<Setting> {
+    one(READ_TIMEOUT, client, seconds)
+}
+
+fn one(table: &[(&'static str, &str)], client: &str, seconds: u64) -> Option<Setting> {
+    table
+        .iter()
+        .find(|(name, _)| *name == client)
+        .map(|(client, template)| Setting {
+            client,
+            setting: fill(template, seconds),
+        })
 }
 
 pub fn tcp_keepalive(seconds: u64) -> String {

@@ -16,6 +16,7 @@ use serde::Serialize;
 
 use crate::detect::{Finding, Verdict};
 use crate::flow::{CaptureSide, Flow};
+use crate::identify;
 use crate::time::{Nanos, secs};
 use histogram::IdleHistogram;
 use known::{Fit, Known, LatePacket};
@@ -99,6 +100,52 @@ struct ServerStats {
     near_misses: NearMisses,
     /// Every reuse, beyond the sample in `points` too, by idle and outcome.
     reuse_histogram: IdleHistogram,
+    /// Its flows' client software, server software and ways of closing, by name.
+    clients: Tally,
+    server_names: Tally,
+    server_closes: Tally,
+}
+
+/// Names tallied per server: at most this many, the rest counted together.
+const TALLY_NAMES: usize = 8;
+
+/// Flows counted by name in a small capped list: a server's clients are few, and a flood
+/// of odd names cannot grow it.
+#[derive(Debug, Default)]
+struct Tally {
+    counts: Vec<(&'static str, u64)>,
+    /// Flows whose name came after the list was full.
+    others: u64,
+}
+
+impl Tally {
+    fn add(&mut self, name: &'static str) {
+        if let Some((_, count)) = self.counts.iter_mut().find(|(n, _)| *n == name) {
+            *count += 1;
+        } else if self.counts.len() < TALLY_NAMES {
+            self.counts.push((name, 1));
+        } else {
+            self.others += 1;
+        }
+    }
+
+    /// Most seen first ("other" last), ties by name.
+    fn into_counts(mut self) -> Vec<SoftwareCount> {
+        self.counts.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+        let others = (self.others > 0).then_some(("other", self.others));
+        self.counts
+            .into_iter()
+            .chain(others)
+            .map(|(name, flows)| SoftwareCount { name, flows })
+            .collect()
+    }
+}
+
+/// A name and how many of a server's flows had it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct SoftwareCount {
+    pub name: &'static str,
+    pub flows: u64,
 }
 
 /// Collects per-server figures from judged flows.
@@ -110,6 +157,11 @@ pub struct Advisor {
 impl Advisor {
     pub fn observe(&mut self, flow: &Flow, finding: &Finding) {
         let stats = self.servers.entry(flow.server).or_default();
+        stats.clients.add(identify::client_name(flow).name);
+        stats.server_names.add(identify::server_name(flow));
+        if let Some(close) = identify::server_close(flow) {
+            stats.server_closes.add(close);
+        }
         let evidence = &finding.evidence;
         if matches!(
             finding.verdict,
@@ -340,20 +392,73 @@ pub struct ServerAdvice {
     /// Every reuse of an idle connection, counted by idle and outcome, for `--plot`.
     #[serde(skip)]
     pub reuse_histogram: IdleHistogram,
+    /// The client software of its flows, most seen first, with how many flows each
+    /// ("unknown" included; names past the eighth counted as "other").
+    pub client_software: Vec<SoftwareCount>,
+    /// Its own software by its Server header, the same way.
+    pub server_software: Vec<SoftwareCount>,
+    /// How its side closed connections: `close_notify_then_fin`, `fin` or `rst`.
+    pub server_closes: Vec<SoftwareCount>,
 }
 
 impl ServerAdvice {
-    /// The client software identified on this server's flows, to lead the advice with its
-    /// own setting. None until client identification lands (issue 15): the report then
-    /// gives the generic change and points to `--explain` for every library's setting.
+    /// The client software seen most on this server's flows, when any was identified.
     pub fn identified_client(&self) -> Option<&str> {
-        None
+        top_client(&self.client_software).map(|c| c.name)
     }
 
     /// Failures of any kind on this server's flows.
     pub fn failures(&self) -> u64 {
         self.races + self.nat_resets + self.idle_blackholes
     }
+}
+
+/// Puts the settings of the identified client first (in its own order), the rest after
+/// them as they were.
+fn lead_with(settings: &mut [clients::Setting], wanted: &[&str]) {
+    settings.sort_by_key(|s| {
+        wanted
+            .iter()
+            .position(|w| *w == s.client)
+            .unwrap_or(usize::MAX)
+    });
+}
+
+/// The client software seen most on a server's flows, when any was identified.
+fn top_client(counts: &[SoftwareCount]) -> Option<SoftwareCount> {
+    counts
+        .iter()
+        .find(|c| c.name != identify::UNKNOWN && c.name != "other")
+        .copied()
+}
+
+/// What follows a sentence that recommends a value, when the client is known: that
+/// client's own setting with the value filled in, so the advice leads with what to type.
+/// Empty when no client was identified or none of its settings is listed.
+fn for_client(
+    identified: Option<SoftwareCount>,
+    flows: u64,
+    seconds: u64,
+    setting: fn(&str, u64) -> Option<clients::Setting>,
+) -> String {
+    let Some(client) = identified else {
+        return String::new();
+    };
+    let own: Vec<String> = identify::settings_for(client.name)
+        .iter()
+        .filter_map(|name| setting(name, seconds))
+        .map(|s| format!("{}: {}", s.client, s.setting))
+        .collect();
+    if own.is_empty() {
+        return String::new();
+    }
+    let noun = if flows == 1 { "flow" } else { "flows" };
+    format!(
+        "; the client is {}, on {} of {flows} {noun}: {}",
+        client.name,
+        client.flows,
+        own.join("; ")
+    )
 }
 
 fn candidate(known: Known, fit: &'static str) -> Candidate {
@@ -433,6 +538,11 @@ fn stay_under_middlebox(
 
 fn advise(server: SocketAddr, mut stats: ServerStats) -> ServerAdvice {
     let mut advice = Vec::new();
+    let flows: u64 =
+        stats.clients.counts.iter().map(|(_, n)| n).sum::<u64>() + stats.clients.others;
+    let client_software = std::mem::take(&mut stats.clients).into_counts();
+    let identified = top_client(&client_software);
+    let lead = |m: u64| for_client(identified, flows, m, clients::max_idle_setting);
     let keepalive = (stats.closes > 0).then(|| {
         stats.idle_closes.sort_by(f64::total_cmp);
         Spread {
@@ -489,13 +599,15 @@ fn advise(server: SocketAddr, mut stats: ServerStats) -> ServerAdvice {
         let x = k.median_s;
         if x < 3.0 {
             advice.push(format!(
-                "the server closes idle connections after {x:.2} s, too soon for a pool: raise its keep-alive timeout (behind a load balancer, above the balancer's), or set the client's max idle to 1 s"
+                "the server closes idle connections after {x:.2} s, too soon for a pool: raise its keep-alive timeout (behind a load balancer, above the balancer's), or set the client's max idle to 1 s{}",
+                lead(1)
             ));
             max_idle = Some(1);
         } else {
             let m = max_idle_below_server(x);
             advice.push(format!(
-                "set the client's max idle time to {m} s, below the server's {x:.2} s keep-alive"
+                "set the client's max idle time to {m} s, below the server's {x:.2} s keep-alive{}",
+                lead(m)
             ));
             max_idle = Some(m);
         }
@@ -534,7 +646,8 @@ fn advise(server: SocketAddr, mut stats: ServerStats) -> ServerAdvice {
             None => format!("at most {:.1} s", b.reset_s),
         };
         advice.push(format!(
-            "idle connections are forgotten after a silence of {range}; {who}; set the client's max idle time to {m} s, or enable TCP keepalive with an idle of at most {keepalive_idle} s where the device counts keepalive probes as traffic (layer-4 NATs and load balancers do; ALB and other layer-7 proxies do not)"
+            "idle connections are forgotten after a silence of {range}; {who}; set the client's max idle time to {m} s, or enable TCP keepalive with an idle of at most {keepalive_idle} s where the device counts keepalive probes as traffic (layer-4 NATs and load balancers do; ALB and other layer-7 proxies do not){}",
+            lead(m)
         ));
         max_idle = Some(max_idle.map_or(m, |a: u64| a.min(m)));
         tcp_keepalive = Some(keepalive_idle);
@@ -548,8 +661,9 @@ fn advise(server: SocketAddr, mut stats: ServerStats) -> ServerAdvice {
             None => format!("at most {:.1} s", b.dropped_s),
         };
         advice.push(format!(
-            "idle connections are dropped silently after a silence of {range}: no RST, so a request hangs until the client gives up (here one went unanswered for {:.1} s); set the client's max idle time to {m} s, or enable TCP keepalive with an idle of at most {keepalive_idle} s where the device counts keepalive probes as traffic (layer-4 NATs, load balancers and firewalls do; ALB and other layer-7 proxies do not)",
-            b.longest_unanswered_s
+            "idle connections are dropped silently after a silence of {range}: no RST, so a request hangs until the client gives up (here one went unanswered for {:.1} s); set the client's max idle time to {m} s, or enable TCP keepalive with an idle of at most {keepalive_idle} s where the device counts keepalive probes as traffic (layer-4 NATs, load balancers and firewalls do; ALB and other layer-7 proxies do not){}",
+            b.longest_unanswered_s,
+            lead(m)
         ));
         max_idle = Some(max_idle.map_or(m, |a: u64| a.min(m)));
         tcp_keepalive = Some(tcp_keepalive.map_or(keepalive_idle, |k: u64| k.min(keepalive_idle)));
@@ -563,7 +677,8 @@ fn advise(server: SocketAddr, mut stats: ServerStats) -> ServerAdvice {
                     .to_string()
             });
         advice.push(format!(
-            "set a read timeout of {r} s{slowest} so that a dropped request fails fast instead of hanging, and retry idempotent requests once on a new connection; without a timeout Linux retransmits for about 15 min (tcp_retries2=15) before the socket fails"
+            "set a read timeout of {r} s{slowest} so that a dropped request fails fast instead of hanging, and retry idempotent requests once on a new connection; without a timeout Linux retransmits for about 15 min (tcp_retries2=15) before the socket fails{}",
+            for_client(identified, flows, r, clients::read_timeout_setting)
         ));
         read_timeout_s = Some(r);
     }
@@ -582,6 +697,12 @@ fn advise(server: SocketAddr, mut stats: ServerStats) -> ServerAdvice {
             client: "TCP keepalive",
             setting: clients::tcp_keepalive(k),
         });
+    }
+    let mut read_timeout_settings = read_timeout_settings;
+    if let Some(client) = identified {
+        let wanted = identify::settings_for(client.name);
+        lead_with(&mut client_settings, wanted);
+        lead_with(&mut read_timeout_settings, wanted);
     }
 
     ServerAdvice {
@@ -610,6 +731,9 @@ fn advise(server: SocketAddr, mut stats: ServerStats) -> ServerAdvice {
         reuses_raced: stats.reuses_raced,
         near_misses,
         reuse_histogram: stats.reuse_histogram,
+        client_software,
+        server_software: stats.server_names.into_counts(),
+        server_closes: stats.server_closes.into_counts(),
     }
 }
 

@@ -6,6 +6,7 @@ mod index;
 pub mod peers;
 pub mod seq;
 pub mod sniff;
+pub mod software;
 pub mod tls;
 pub mod tracker;
 
@@ -154,11 +155,13 @@ pub struct PacketNote {
 }
 
 /// The latest HTTP/1 request line and status line of a plaintext flow, with their frames,
-/// so a timeline can show them. Boxed: only plaintext HTTP flows pay for it.
+/// so a timeline can show them, and what its first heads say about the software at each
+/// end. Boxed: only plaintext HTTP flows pay for it.
 #[derive(Debug, Clone, Default)]
 pub struct HttpLines {
     pub request: Option<(u64, String)>,
     pub status: Option<(u64, String)>,
+    pub heads: software::HeadsSeen,
 }
 
 /// Packets kept per flow for its timeline: the end of a flow is where its failure is.
@@ -628,12 +631,16 @@ impl Flow {
         }
         let walked = self.tls.as_mut().map(|t| {
             let captured = seg.payload.get(skip as usize..).unwrap_or(&[]);
-            t.walk(
+            let walked = t.walk(
                 from_client,
                 captured,
                 seg.payload_len - skip.min(seg.payload_len),
                 gap,
-            )
+            );
+            if let Some((_, frame @ 0)) = t.client_hello.as_mut() {
+                *frame = at.frame;
+            }
+            walked
         });
         let new_data = seq.plus(skip);
         if from_client {
@@ -651,7 +658,9 @@ impl Flow {
             },
             (Payload::HttpRequest, _) => {
                 let line = sniff::first_line(seg.payload);
-                self.http_lines.get_or_insert_default().request = Some((at.frame, line));
+                let lines = self.http_lines.get_or_insert_default();
+                lines.heads.note_request(seg.payload, at.frame);
+                lines.request = Some((at.frame, line));
                 sniff::http_method_index(seg.payload)
                     .map_or(Carried::Data, |method| Carried::HttpRequest { method })
             }
@@ -816,6 +825,8 @@ impl Flow {
             {
                 self.connection_close |= head.connection_close;
                 self.keepalive_header_s = head.keepalive_timeout_s.or(self.keepalive_header_s);
+                let lines = self.http_lines.get_or_insert_default();
+                lines.heads.note_response(head.server, at.frame);
             }
             if !alert {
                 self.note_payload(at);

@@ -159,16 +159,18 @@ pub fn http_status(captured: &[u8]) -> Option<u16> {
 
 /// What a plaintext HTTP/1 response head announces about the connection's life.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ResponseHead {
+pub struct ResponseHead<'a> {
     /// `Connection: close`.
     pub connection_close: bool,
     /// `Keep-Alive: timeout=N`, in seconds: the server's own word on its idle timer.
     pub keepalive_timeout_s: Option<u32>,
+    /// The `Server` header's value, as bytes: the server software's own name for itself.
+    pub server: Option<&'a [u8]>,
 }
 
 /// Parses a response head with httparse; `None` when the capture holds no complete head
 /// (a snapshot length can cut it).
-pub fn response_head(captured: &[u8]) -> Option<ResponseHead> {
+pub fn response_head(captured: &[u8]) -> Option<ResponseHead<'_>> {
     let mut headers = [httparse::EMPTY_HEADER; 48];
     let mut response = httparse::Response::new(&mut headers);
     match response.parse(captured) {
@@ -177,6 +179,10 @@ pub fn response_head(captured: &[u8]) -> Option<ResponseHead> {
     }
     let mut head = ResponseHead::default();
     for header in response.headers.iter() {
+        if header.name.eq_ignore_ascii_case("server") {
+            head.server = Some(header.value);
+            continue;
+        }
         let value = std::str::from_utf8(header.value).unwrap_or("").trim();
         if header.name.eq_ignore_ascii_case("connection") {
             head.connection_close |= value
@@ -265,9 +271,12 @@ mod tests {
             head,
             ResponseHead {
                 connection_close: false,
-                keepalive_timeout_s: Some(5)
+                keepalive_timeout_s: Some(5),
+                server: None,
             }
         );
+        let nginx = response_head(b"HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\n\r\n").unwrap();
+        assert_eq!(nginx.server, Some(&b"nginx/1.22.1"[..]));
         let after_head = response_head(b"HTTP/1.1 200 OK\r\n\r\nConnection: close").unwrap();
         assert!(!after_head.connection_close);
         assert_eq!(response_head(b"HTTP/1.1 200 OK\r\nConnec"), None);

@@ -9,6 +9,7 @@ use super::sniff::{
     TLS_ALERT, TLS_APPLICATION_DATA, TLS_CHANGE_CIPHER_SPEC, TLS_HANDSHAKE, TLS13_ALERT_MAX_RECORD,
     TlsRecord, tls_record,
 };
+use super::software::{self, Ja4};
 use crate::time::Nanos;
 
 /// What a record is to the detectors.
@@ -78,6 +79,13 @@ pub struct TlsState {
     pub pending_alert: Option<(Stamp, Option<Nanos>)>,
     /// The frame of the client's first alert (its close_notify): where its close began.
     pub client_alert_frame: Option<u64>,
+    /// The JA4 fingerprint of the client's first ClientHello, when the capture held it
+    /// whole, and its frame (0 until the flow, which knows frames, sets it): the frame of
+    /// its last segment when it took several.
+    pub client_hello: Option<(Ja4, u64)>,
+    /// A ClientHello record longer than its first segment (a post-quantum key share makes
+    /// it longer than one MSS): its handshake bytes so far, until the record is whole.
+    hello_parts: Option<Vec<u8>>,
 }
 
 /// The ServerHello's supported_versions extension (RFC 8446 4.2.1).
@@ -134,6 +142,9 @@ impl TlsState {
         while pos < len {
             if cursor.body_left > 0 {
                 let n = cursor.body_left.min(len - pos);
+                if from_client && self.hello_parts.is_some() {
+                    self.collect_hello(captured, pos, n, cursor.body_left == n);
+                }
                 let role = cursor.body_role.unwrap_or(Role::Data);
                 self.note_piece(&mut walked, role, pos, &mut all_alert);
                 last_role = Some(role);
@@ -222,6 +233,9 @@ impl TlsState {
         }
         let cursor = *cursor;
         let role = self.decide(from_client, record, &captured[5..], &cursor);
+        // The record is whole in this segment: a hello that did not parse was cut by the
+        // capture, and no later segment holds the rest.
+        self.hello_parts = None;
         let alert = role == Role::Alert;
         if from_client {
             self.client_segment_was_ccs = record.content_type == TLS_CHANGE_CIPHER_SPEC;
@@ -234,6 +248,22 @@ impl TlsState {
             undecided: false,
             alert_length: if alert { record.length } else { 0 },
         })
+    }
+
+    /// Adds the `n` record body bytes at `pos` of this segment to a ClientHello being
+    /// gathered; `last` says they end its record. Bytes the capture does not hold end it.
+    fn collect_hello(&mut self, captured: &[u8], pos: u32, n: u32, last: bool) {
+        let piece = captured.get(pos as usize..(pos + n) as usize);
+        match (self.hello_parts.as_mut(), piece) {
+            (Some(parts), Some(piece)) => {
+                parts.extend_from_slice(piece);
+                if last {
+                    self.client_hello = software::ja4(parts).map(|fp| (fp, 0));
+                    self.hello_parts = None;
+                }
+            }
+            _ => self.hello_parts = None,
+        }
     }
 
     fn store(&mut self, from_client: bool, cursor: Cursor, starts_with_ccs: bool) {
@@ -286,6 +316,23 @@ impl TlsState {
             }
             TLS_ALERT => Role::Alert,
             TLS_HANDSHAKE => {
+                // A header that ends its segment shows no body yet: its first bytes, in the
+                // next segment, say whether it is a ClientHello (ja4 checks).
+                if from_client
+                    && self.client_hello.is_none()
+                    && !self.client_ccs
+                    && body
+                        .first()
+                        .is_none_or(|&kind| kind == HANDSHAKE_CLIENT_HELLO)
+                {
+                    if body.len() >= usize::from(record.length) {
+                        let whole = &body[..usize::from(record.length)];
+                        self.client_hello = software::ja4(whole).map(|fp| (fp, 0));
+                    } else {
+                        // Gathered piece by piece as the walk places the record's body.
+                        self.hello_parts = Some(Vec::with_capacity(usize::from(record.length)));
+                    }
+                }
                 if from_client {
                     // TLS 1.2: the encrypted Finished follows change_cipher_spec (a second
                     // ClientHello after a HelloRetryRequest is in the clear).
@@ -474,6 +521,31 @@ mod tests {
         assert_eq!(unknown.data_at, Some(0));
         let resync = walk(&mut state, false, &record(TLS_ALERT, 26));
         assert!(resync.only_alert);
+    }
+
+    /// Go's ClientHello from testdata/go-h1-tls13-client.pcap (see software.rs), split as a
+    /// hello longer than one MSS is: the record header and a part, then the rest.
+    #[test]
+    fn a_client_hello_over_two_segments_is_fingerprinted() {
+        let go = software::tests::go_hello();
+        for cut in [3, 5, 6, 100, go.len() - 1] {
+            let mut state = TlsState::default();
+            walk(&mut state, true, &go[..cut]);
+            assert!(state.client_hello.is_none());
+            walk(&mut state, true, &go[cut..]);
+            let (fingerprint, _) = state.client_hello.expect("fingerprinted");
+            assert_eq!(
+                fingerprint.as_str(),
+                "t13i1909h1_9dc949149365_97f8aa674fd9",
+                "cut at {cut}"
+            );
+            assert!(state.hello_parts.is_none());
+        }
+        // A snapshot length that hides the rest of the first segment: no fingerprint.
+        let mut state = TlsState::default();
+        state.walk(true, &go[..60], 120, false);
+        state.walk(true, &go[120..], (go.len() - 120) as u32, false);
+        assert!(state.client_hello.is_none());
     }
 
     #[test]

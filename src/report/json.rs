@@ -11,6 +11,7 @@ use serde::Serialize;
 use super::Render;
 use crate::decode::Skip;
 use crate::detect::{Evidence, Verdict};
+use crate::identify::Software;
 use crate::time::{Timestamp, secs};
 use crate::{Analysis, FlowReport, FlowSink};
 
@@ -60,6 +61,9 @@ struct JsonFlow<'a> {
     evidence: &'a Evidence,
     #[serde(skip_serializing_if = "Option::is_none")]
     fix: Option<&'a str>,
+    /// The software at each end: a name or "unknown", the evidence, a confidence.
+    client_software: &'a Software,
+    server_software: &'a Software,
     /// Flagged flows: their last packets, frames numbered as in Wireshark.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     timeline: Vec<JsonPacket>,
@@ -284,6 +288,8 @@ fn json_flow(flow: &FlowReport, start: Timestamp) -> JsonFlow<'_> {
         summary: &flow.finding.sentence,
         evidence: &flow.finding.evidence,
         fix: flow.finding.fix.as_deref(),
+        client_software: &flow.client_software,
+        server_software: &flow.server_software,
         timeline,
     }
 }
