@@ -155,12 +155,12 @@ fn read_on_threads(
     let settings: &Settings = settings;
     let hasher = table.hasher();
     let report_benign = judged.reports_all(settings);
-    // With one table thread, this thread judges: the work is then shared about evenly
-    // between the two (judging on the tables' thread made it the slower one by half).
-    let judge_on_tables = threads > 1;
     let (parts, peers) = table.split();
     let part_count = parts.len();
     let threads = threads.clamp(1, part_count);
+    // With one table thread, this thread judges: the work is then shared about evenly
+    // between the two (judging on the tables' thread made it the slower one by half).
+    let judge_on_tables = threads > 1;
     // Table `p` runs on thread `p % threads`, as its `p / threads`th.
     let mut dealt: Vec<Vec<&mut FlowTable>> = (0..threads).map(|_| Vec::new()).collect();
     for (p, part) in parts.iter_mut().enumerate() {
@@ -233,7 +233,7 @@ fn read_on_threads(
             judged.sink_error.is_some()
         };
         let mut sink_failed = false;
-        let mut outgoing: Vec<Handoff> = (0..threads).map(|_| merge.fresh(0)).collect();
+        let mut outgoing: Vec<Handoff> = (0..threads).map(|t| merge.fresh(t)).collect();
         let mut handed_out = 0;
         let ended = file.read_mapped(usize::MAX, |packet, mapped| {
             progress.frame(packet.data.len());
