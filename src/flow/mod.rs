@@ -657,16 +657,19 @@ impl Flow {
                 length: record.length,
             },
             (Payload::HttpRequest, _) => {
-                let line = sniff::first_line(seg.payload);
                 let lines = self.http_lines.get_or_insert_default();
                 lines.heads.note_request(seg.payload, at.frame);
-                lines.request = Some((at.frame, line));
+                let (frame, line) = lines.request.get_or_insert_default();
+                *frame = at.frame;
+                sniff::first_line_into(seg.payload, line);
                 sniff::http_method_index(seg.payload)
                     .map_or(Carried::Data, |method| Carried::HttpRequest { method })
             }
             (Payload::HttpResponse, _) => {
-                let line = sniff::first_line(seg.payload);
-                self.http_lines.get_or_insert_default().status = Some((at.frame, line));
+                let lines = self.http_lines.get_or_insert_default();
+                let (frame, line) = lines.status.get_or_insert_default();
+                *frame = at.frame;
+                sniff::first_line_into(seg.payload, line);
                 sniff::http_status(seg.payload)
                     .map_or(Carried::Data, |status| Carried::HttpResponse { status })
             }

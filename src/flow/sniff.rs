@@ -142,13 +142,16 @@ pub fn http_method_name(index: u8) -> &'static str {
         .unwrap_or("?")
 }
 
-/// The first line of an HTTP/1 head, as far as the capture holds it (at most 120 bytes).
-pub fn first_line(captured: &[u8]) -> String {
+/// The first line of an HTTP/1 head, as far as the capture holds it (at most 120 bytes),
+/// written over `line`: a flow's latest request or status line replaces the one before in
+/// the same buffer, so a connection with many requests allocates once.
+pub fn first_line_into(captured: &[u8], line: &mut String) {
     let end = captured
         .iter()
         .position(|&b| b == b'\r' || b == b'\n')
         .unwrap_or(captured.len());
-    String::from_utf8_lossy(&captured[..end.min(120)]).into_owned()
+    line.clear();
+    line.push_str(&String::from_utf8_lossy(&captured[..end.min(120)]));
 }
 
 /// The status code of an HTTP/1 status line ("HTTP/1.1 200 OK").
