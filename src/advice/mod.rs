@@ -70,7 +70,7 @@ pub struct ReusePoint {
 }
 
 /// What the flows of one server have shown so far.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 struct ServerStats {
     idle_closes: Vec<f64>,
     closes: u64,
@@ -111,7 +111,7 @@ const TALLY_NAMES: usize = 8;
 
 /// Flows counted by name in a small capped list: a server's clients are few, and a flood
 /// of odd names cannot grow it.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 struct Tally {
     counts: Vec<(&'static str, u64)>,
     /// Flows whose name came after the list was full.
@@ -149,7 +149,7 @@ pub struct SoftwareCount {
 }
 
 /// Collects per-server figures from judged flows.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Advisor {
     servers: HashMap<SocketAddr, ServerStats>,
 }
