@@ -47,6 +47,10 @@ pub const IDLE_BUCKETS: [f64; 15] = [
 const MAX_CONNECTIONS: usize = 16;
 /// A request head larger than this is answered 431 and closed.
 const MAX_REQUEST: usize = 8 * 1024;
+/// After the answer, the most of the rest of a request read and dropped, and how long
+/// each read of it waits.
+const DRAIN: usize = 256 * 1024;
+const DRAIN_WAIT: Duration = Duration::from_millis(200);
 /// How long one connection may take from accept to the last byte written.
 const CONNECTION_DEADLINE: Duration = Duration::from_secs(3);
 /// A scrape flood is served from the same encoding for this long.
@@ -522,7 +526,28 @@ fn serve(mut stream: TcpStream, metrics: &Metrics) {
     };
     let _ = stream.set_write_timeout(Some(remaining(deadline)));
     let _ = stream.write_all(&response);
-    let _ = stream.shutdown(Shutdown::Both);
+    let _ = stream.shutdown(Shutdown::Write);
+    // Closing with the client's bytes unread (an oversized head, a body) would send RST,
+    // which can reach the client before the answer it should read: drain a bounded
+    // amount first.
+    drain(&mut stream, deadline);
+}
+
+/// Reads and drops what the client still sends, up to `DRAIN` bytes, until it closes,
+/// pauses for `DRAIN_WAIT` or the deadline comes.
+fn drain(stream: &mut TcpStream, deadline: Instant) {
+    let mut buf = [0u8; 4096];
+    let mut left = DRAIN;
+    while left > 0 {
+        let wait = remaining(deadline).min(DRAIN_WAIT);
+        if wait.is_zero() || stream.set_read_timeout(Some(wait)).is_err() {
+            return;
+        }
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => left = left.saturating_sub(n),
+        }
+    }
 }
 
 enum HeadError {
