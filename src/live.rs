@@ -168,7 +168,7 @@ fn update_metrics(metrics: &Metrics, pipeline: &Pipeline, source: &mut Source) {
         flows_tracked: pipeline.flows_tracked(),
         evictions: pipeline.evicted(),
     });
-    metrics.servers(&pipeline.servers_so_far());
+    metrics.servers(&pipeline.servers_so_far(&|server| metrics.wants_server(server)));
 }
 
 /// Ctrl-C, SIGTERM and SIGHUP set the returned flag; the loop sees it within one tick.

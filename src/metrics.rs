@@ -43,6 +43,9 @@ pub const IDLE_BUCKETS: [f64; 15] = [
     4.0, 5.0, 6.0, 15.0, 30.0, 60.0, 65.0, 75.0, 240.0, 300.0, 350.0, 600.0, 900.0, 1200.0, 3600.0,
 ];
 
+/// The label of the peers past `MAX_PEERS`.
+const OTHER: &str = "other";
+
 /// Concurrent connections served; one more is closed at once.
 const MAX_CONNECTIONS: usize = 16;
 /// A request head larger than this is answered 431 and closed.
@@ -123,36 +126,38 @@ struct Totals {
     evictions: u64,
 }
 
-/// The peer labels handed out so far: the first `MAX_PEERS` peers with something to count
-/// keep their own, every later one is `other`.
+/// The peer labels handed out so far: each `--target` has its own, and the first peers
+/// with something to count keep their address up to `MAX_PEERS` labels in all; every later
+/// one is `other`.
 struct PeerNames {
     targets: Vec<(Target, String)>,
     named: HashMap<SocketAddr, String>,
 }
 
 impl PeerNames {
+    /// The label of `server`'s counts.
     fn label(&mut self, server: SocketAddr) -> String {
+        // A target's label is worked out again each time: a CIDR block can match any
+        // number of servers, and none of them is remembered.
+        if let Some((_, given)) = self.targets.iter().find(|(t, _)| t.matches(server)) {
+            return given.clone();
+        }
         if let Some(name) = self.named.get(&server) {
             return name.clone();
         }
-        let name = self
-            .targets
-            .iter()
-            .find(|(t, _)| t.matches(server))
-            .map_or_else(|| server.to_string(), |(_, given)| given.clone());
-        let distinct = self.named.values().any(|n| *n == name);
-        if !distinct && self.distinct_names() >= MAX_PEERS {
-            return "other".to_string();
+        if self.named.len() + self.targets.len() >= MAX_PEERS {
+            return OTHER.to_string();
         }
+        let name = server.to_string();
         self.named.insert(server, name.clone());
         name
     }
 
-    fn distinct_names(&self) -> usize {
-        let mut names: Vec<&String> = self.named.values().collect();
-        names.sort();
-        names.dedup();
-        names.len()
+    /// Whether `server` has a label of its own, or would get one now.
+    fn has_label(&self, server: SocketAddr) -> bool {
+        self.targets.iter().any(|(t, _)| t.matches(server))
+            || self.named.contains_key(&server)
+            || self.named.len() + self.targets.len() < MAX_PEERS
     }
 }
 
@@ -332,12 +337,21 @@ impl Metrics {
         }
     }
 
-    /// The per-server results so far: timers and brackets, for the peers with a label of
-    /// their own (a figure of `other` would mix servers).
+    /// Whether a server's timers are wanted: it has a label of its own (a figure of
+    /// `other` would mix servers). The live loop works out only these.
+    pub fn wants_server(&self, server: SocketAddr) -> bool {
+        self.peers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .has_label(server)
+    }
+
+    /// The per-server results so far (busiest first): timers and brackets, for the peers
+    /// with a label of their own. Where a target names several servers, the busiest's.
     pub fn servers(&self, servers: &[ServerAdvice]) {
-        for server in servers {
+        for server in servers.iter().rev() {
             let peer = self.peer(server.server);
-            if peer == "other" {
+            if peer == OTHER {
                 continue;
             }
             if let Some(keepalive) = &server.keepalive {
@@ -704,9 +718,11 @@ mod tests {
         };
         for port in 0..MAX_PEERS as u16 {
             let server = SocketAddr::from(([198, 18, 0, 1], 1000 + port));
+            assert!(names.has_label(server));
             assert_eq!(names.label(server), server.to_string());
         }
         let late = SocketAddr::from(([198, 18, 0, 2], 80));
+        assert!(!names.has_label(late));
         assert_eq!(names.label(late), "other");
         // A peer named before keeps its label.
         let first = SocketAddr::from(([198, 18, 0, 1], 1000));
@@ -724,6 +740,8 @@ mod tests {
         let b = SocketAddr::from(([198, 18, 0, 9], 443));
         assert_eq!(names.label(a), "198.18.0.0/24");
         assert_eq!(names.label(b), "198.18.0.0/24");
+        // Nothing is remembered per server of a target.
+        assert!(names.named.is_empty());
     }
 
     #[test]
@@ -743,6 +761,71 @@ mod tests {
         assert!(text.contains("staleconn_build_info{version=\""), "{text}");
         assert!(text.contains("staleconn_packets_total 25"), "{text}");
         assert!(text.ends_with("# EOF\n"), "{text}");
+    }
+
+    /// One request on a fresh connection; the whole answer, or "" when closed unanswered.
+    fn ask(address: SocketAddr, request: &[u8]) -> String {
+        let mut stream = TcpStream::connect(address).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let _ = stream.write_all(request);
+        let mut answer = Vec::new();
+        let _ = stream.read_to_end(&mut answer);
+        String::from_utf8_lossy(&answer).into_owned()
+    }
+
+    #[test]
+    fn the_server_answers_and_closes_what_is_past_its_cap() {
+        let metrics = Arc::new(Metrics::new(Vec::new()));
+        let server = MetricsServer::start("127.0.0.1:0".parse().unwrap(), metrics).unwrap();
+        let address = server.address();
+        let scrape = ask(address, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert!(scrape.starts_with("HTTP/1.1 200 OK\r\n"), "{scrape}");
+        assert!(scrape.contains("text/plain; version=0.0.4"), "{scrape}");
+        assert!(
+            scrape.contains("# TYPE staleconn_packets_total counter"),
+            "{scrape}"
+        );
+        // Idle connections fill every slot; one more is closed unanswered at once.
+        let idle: Vec<TcpStream> = (0..MAX_CONNECTIONS)
+            .map(|_| TcpStream::connect(address).unwrap())
+            .collect();
+        std::thread::sleep(Duration::from_millis(200));
+        let started = Instant::now();
+        assert_eq!(ask(address, b"GET /healthz HTTP/1.1\r\n\r\n"), "");
+        assert!(
+            started.elapsed() < CONNECTION_DEADLINE,
+            "{:?}",
+            started.elapsed()
+        );
+        // Past their deadline the idle ones are closed, and the slots are free again.
+        for mut stream in idle {
+            stream
+                .set_read_timeout(Some(CONNECTION_DEADLINE * 2))
+                .unwrap();
+            let mut byte = [0u8; 1];
+            assert!(matches!(stream.read(&mut byte), Ok(0)));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        let healthy = ask(address, b"GET /healthz HTTP/1.1\r\n\r\n");
+        assert!(healthy.ends_with("\r\n\r\nok\n"), "{healthy}");
+        let openmetrics = ask(
+            address,
+            b"GET /metrics HTTP/1.1\r\nAccept: application/openmetrics-text; version=1.0.0\r\n\r\n",
+        );
+        assert!(openmetrics.ends_with("# EOF\n"), "{openmetrics}");
+    }
+
+    #[test]
+    fn the_text_format_names_counters_and_info_as_promtool_wants() {
+        let text = prometheus_text(
+            "# HELP a_packets Packets.\n# TYPE a_packets counter\na_packets_total 3\n# HELP a_build Build.\n# TYPE a_build info\na_build_info{version=\"1\"} 1\n# HELP a_idle_seconds Idle.\n# TYPE a_idle_seconds histogram\n# UNIT a_idle_seconds seconds\na_idle_seconds_count 0\n# EOF\n",
+        );
+        assert_eq!(
+            text,
+            "# HELP a_packets_total Packets.\n# TYPE a_packets_total counter\na_packets_total 3\n# HELP a_build_info Build.\n# TYPE a_build_info gauge\na_build_info{version=\"1\"} 1\n# HELP a_idle_seconds Idle.\n# TYPE a_idle_seconds histogram\na_idle_seconds_count 0\n"
+        );
     }
 
     #[test]

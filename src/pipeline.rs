@@ -2,6 +2,7 @@
 //! detectors and advice, and where each judged flow goes (kept for the report, or a sink).
 
 use std::collections::{BTreeMap, HashSet};
+use std::net::SocketAddr;
 
 use anyhow::Result;
 
@@ -251,10 +252,11 @@ impl<'s> Pipeline<'s> {
         self.table.evicted()
     }
 
-    /// The per-server results from the flows judged so far (the metrics' timers).
-    pub fn servers_so_far(&self) -> Vec<ServerAdvice> {
-        let mut advisor = self.judged.advisor.clone();
-        for flow in &self.judged.pending {
+    /// The per-server results from the flows judged and announced so far, for the servers
+    /// `wanted` (the metrics' timers, so that their cost follows the peers exported).
+    pub fn servers_so_far(&self, wanted: &dyn Fn(SocketAddr) -> bool) -> Vec<ServerAdvice> {
+        let mut advisor = self.judged.advisor.subset(wanted);
+        for flow in self.judged.pending.iter().filter(|f| wanted(f.server)) {
             advisor.observe(flow, &detect::judge(flow, &self.settings.thresholds));
         }
         advisor.finish()

@@ -323,6 +323,32 @@ fn sample(exposition: &str, series: &str) -> Option<f64> {
 }
 
 #[test]
+fn metrics_listen_needs_a_live_capture_and_an_address() {
+    let file = repo("testdata/blackhole-client.pcap");
+    let out = Command::new(staleconn())
+        .arg("-r")
+        .arg(&file)
+        .args(["--metrics-listen", METRICS])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("add -i IFACE"), "{stderr}");
+
+    let out = Command::new(staleconn())
+        .args(["-i", "lo", "--metrics-listen", "localhost"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr.trim_end(),
+        "staleconn: --metrics-listen 'localhost': use ADDR:PORT, e.g. 127.0.0.1:9477 or 0.0.0.0:9477"
+    );
+}
+
+#[test]
 fn prometheus_scrapes_the_race_the_reset_and_the_measured_timer() {
     let Some(ns) = Netns::new(
         "prometheus_scrapes_the_race_the_reset_and_the_measured_timer",

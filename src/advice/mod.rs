@@ -149,7 +149,7 @@ pub struct SoftwareCount {
 }
 
 /// Collects per-server figures from judged flows.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub struct Advisor {
     servers: HashMap<SocketAddr, ServerStats>,
 }
@@ -257,6 +257,18 @@ impl Advisor {
                 stats.longest_unanswered_s = stats.longest_unanswered_s.max(unanswered);
             }
             _ => {}
+        }
+    }
+
+    /// A copy of what was collected for the servers `wanted` only.
+    pub fn subset(&self, wanted: &dyn Fn(SocketAddr) -> bool) -> Advisor {
+        Advisor {
+            servers: self
+                .servers
+                .iter()
+                .filter(|(server, _)| wanted(**server))
+                .map(|(server, stats)| (*server, stats.clone()))
+                .collect(),
         }
     }
 
