@@ -12,7 +12,7 @@ use anyhow::{Context, Result};
 
 use crate::capture::{Batch, Savefile, Source, Take};
 use crate::cli::{Config, LiveConfig};
-use crate::metrics::{Metrics, MetricsServer, PipelineCounts};
+use crate::metrics::{Metrics, MetricsListener, PipelineCounts};
 use crate::time::Timestamp;
 use crate::{Analysis, Pipeline, privileges};
 
@@ -41,16 +41,22 @@ pub fn capture(
         .as_deref()
         .map(|p| source.savefile(p))
         .transpose()?;
-    // Bound before root is dropped, as the files are; served until the capture ends.
-    let metrics = live
+    // Bound before root is dropped, as the files are; served, from a thread of its own,
+    // after (the process is single-threaded until then) and until the capture ends.
+    let listener = live
         .metrics
         .as_ref()
-        .map(|m| {
-            let metrics = Arc::new(Metrics::new(m.targets.clone()));
-            MetricsServer::start(m.listen, Arc::clone(&metrics)).map(|server| (metrics, server))
-        })
+        .map(|m| MetricsListener::bind(m.listen))
         .transpose()?;
     let user = privileges::drop_root(live.user.as_deref())?;
+    let metrics = match (listener, &live.metrics) {
+        (Some(listener), Some(m)) => {
+            let metrics = Arc::new(Metrics::new(m.targets.clone()));
+            let server = listener.serve(Arc::clone(&metrics))?;
+            Some((metrics, server))
+        }
+        _ => None,
+    };
     let stop = stop_on_signals()?;
     let promisc = if live.options.promiscuous {
         "promiscuous"

@@ -443,23 +443,26 @@ fn failure_idle_histogram() -> Histogram {
     Histogram::new(IDLE_BUCKETS)
 }
 
-/// The HTTP endpoint, serving until dropped.
-pub struct MetricsServer {
-    address: SocketAddr,
-    stop: Arc<AtomicBool>,
-    acceptor: Option<JoinHandle<()>>,
+/// The endpoint's socket, bound and not yet served: bound while still root (a low port
+/// works), served once root is dropped.
+pub struct MetricsListener {
+    listener: TcpListener,
 }
 
-impl MetricsServer {
-    /// Binds `address` (before root is dropped, so a low port works) and serves `metrics`
-    /// from a thread of its own.
-    pub fn start(address: SocketAddr, metrics: Arc<Metrics>) -> Result<MetricsServer> {
+impl MetricsListener {
+    pub fn bind(address: SocketAddr) -> Result<MetricsListener> {
         let listener = TcpListener::bind(address)
             .with_context(|| format!("--metrics-listen {address}: cannot listen"))?;
-        let address = listener.local_addr()?;
         listener.set_nonblocking(true)?;
+        Ok(MetricsListener { listener })
+    }
+
+    /// Serves `metrics` from a thread of its own until the returned server is dropped.
+    pub fn serve(self, metrics: Arc<Metrics>) -> Result<MetricsServer> {
+        let address = self.listener.local_addr()?;
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
+        let listener = self.listener;
         let acceptor = std::thread::Builder::new()
             .name("metrics".into())
             .spawn(move || accept_loop(&listener, &metrics, &flag))
@@ -470,7 +473,16 @@ impl MetricsServer {
             acceptor: Some(acceptor),
         })
     }
+}
 
+/// The HTTP endpoint, serving until dropped.
+pub struct MetricsServer {
+    address: SocketAddr,
+    stop: Arc<AtomicBool>,
+    acceptor: Option<JoinHandle<()>>,
+}
+
+impl MetricsServer {
     /// Where it listens (the port chosen, when 0 was asked).
     pub fn address(&self) -> SocketAddr {
         self.address
@@ -778,7 +790,9 @@ mod tests {
     #[test]
     fn the_server_answers_and_closes_what_is_past_its_cap() {
         let metrics = Arc::new(Metrics::new(Vec::new()));
-        let server = MetricsServer::start("127.0.0.1:0".parse().unwrap(), metrics).unwrap();
+        let server = MetricsListener::bind("127.0.0.1:0".parse().unwrap())
+            .and_then(|l| l.serve(metrics))
+            .unwrap();
         let address = server.address();
         let scrape = ask(address, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
         assert!(scrape.starts_with("HTTP/1.1 200 OK\r\n"), "{scrape}");
