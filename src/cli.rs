@@ -12,6 +12,7 @@ use crate::Settings;
 use crate::capture::LiveOptions;
 use crate::detect::Thresholds;
 use crate::flow::DEFAULT_MAX_FLOWS;
+use crate::metrics::{self, MetricsConfig};
 use crate::report::Output;
 use crate::target::Target;
 
@@ -167,6 +168,13 @@ pub struct Args {
     #[arg(short = 'Z', value_name = "USER", value_hint = ValueHint::Username)]
     pub user: Option<String>,
 
+    /// Live: serve Prometheus metrics on ADDR:PORT (/metrics, /healthz) until the capture ends
+    ///
+    /// For example 127.0.0.1:9477, or 0.0.0.0:9477 for a scraper on another host (9477 is
+    /// staleconn's port). Read-only, one request per connection, at most 16 at once.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub metrics_listen: Option<String>,
+
     /// Server side to analyse: address or CIDR with optional port (repeatable)
     ///
     /// For example 10.1.2.3:443, 10.1.0.0/16 or [2001:db8::1]:443. Without it every TCP
@@ -296,6 +304,8 @@ pub struct LiveConfig {
     pub duration: Option<Duration>,
     pub write: Option<PathBuf>,
     pub user: Option<String>,
+    /// `--metrics-listen`: where the metrics are served, and the peer labels.
+    pub metrics: Option<MetricsConfig>,
 }
 
 /// Validated configuration for one run.
@@ -360,6 +370,16 @@ impl Config {
         }
         let mut expression = args.expression;
         let read = input_files(&args.read, &mut expression)?;
+        let metrics = args
+            .metrics_listen
+            .as_deref()
+            .map(|listen| metrics_config(listen, &args.target, &targets))
+            .transpose()?;
+        if metrics.is_some() && args.interface.is_none() {
+            bail!(
+                "--metrics-listen serves a live capture's metrics: add -i IFACE (a file's figures are in --format json)"
+            );
+        }
         let bpf = (!expression.is_empty()).then(|| expression.join(" "));
         let color = match args.color {
             ColorWhen::Always => true,
@@ -406,6 +426,7 @@ impl Config {
                 duration,
                 write: args.write,
                 user: args.user,
+                metrics,
             }),
             (true, None) => Input::ListInterfaces,
         };
@@ -506,6 +527,20 @@ fn check_directory_exists(option: &str, path: &Path) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// `--metrics-listen ADDR:PORT`, with each `--target` as given for the peer labels.
+fn metrics_config(listen: &str, given: &[String], targets: &[Target]) -> Result<MetricsConfig> {
+    let listen = listen.parse().map_err(|_| {
+        anyhow::anyhow!(
+            "--metrics-listen '{listen}': use ADDR:PORT, e.g. 127.0.0.1:{port} or 0.0.0.0:{port}",
+            port = metrics::DEFAULT_PORT
+        )
+    })?;
+    Ok(MetricsConfig {
+        listen,
+        targets: targets.iter().copied().zip(given.iter().cloned()).collect(),
+    })
 }
 
 fn parse_duration(option: &str, text: &str) -> Result<Duration> {

@@ -14,6 +14,7 @@ pub mod flow;
 pub mod generate;
 pub mod identify;
 pub mod live;
+pub mod metrics;
 mod pipeline;
 mod prefetch;
 pub mod privileges;
@@ -31,7 +32,7 @@ use cli::{Config, Input};
 
 pub use analysis::{Analysis, FlowReport, PacketCounts, Settings, TimelineEntry};
 pub use flagged::{FlaggedOutput, write_flagged};
-pub use pipeline::{FlowSink, Pipeline};
+pub use pipeline::{FlowObserver, FlowSink, Pipeline};
 pub use reading::{analyze_file, analyze_files, analyze_files_into};
 
 /// What the program's exit code is made from.

@@ -12,6 +12,7 @@ use anyhow::{Context, Result};
 
 use crate::capture::{Batch, Savefile, Source, Take};
 use crate::cli::{Config, LiveConfig};
+use crate::metrics::{Metrics, MetricsListener, PipelineCounts};
 use crate::time::Timestamp;
 use crate::{Analysis, Pipeline, privileges};
 
@@ -40,7 +41,22 @@ pub fn capture(
         .as_deref()
         .map(|p| source.savefile(p))
         .transpose()?;
+    // Bound before root is dropped, as the files are; served, from a thread of its own,
+    // after (the process is single-threaded until then) and until the capture ends.
+    let listener = live
+        .metrics
+        .as_ref()
+        .map(|m| MetricsListener::bind(m.listen))
+        .transpose()?;
     let user = privileges::drop_root(live.user.as_deref())?;
+    let metrics = match (listener, &live.metrics) {
+        (Some(listener), Some(m)) => {
+            let metrics = Arc::new(Metrics::new(m.targets.clone()));
+            let server = listener.serve(Arc::clone(&metrics))?;
+            Some((metrics, server))
+        }
+        _ => None,
+    };
     let stop = stop_on_signals()?;
     let promisc = if live.options.promiscuous {
         "promiscuous"
@@ -57,10 +73,20 @@ pub fn capture(
         source.link().name(),
         live.options.snaplen
     )?;
+    if let Some((_, server)) = &metrics {
+        writeln!(
+            err,
+            "staleconn: serving metrics on http://{}/metrics",
+            server.address()
+        )?;
+    }
 
     let renderer = config.output.renderer(true);
     let status_line = std::io::stderr().is_terminal();
     let mut pipeline = Pipeline::new(&config.settings, source.link());
+    if let Some((metrics, _)) = &metrics {
+        pipeline.observe_with(&**metrics);
+    }
     let started = Instant::now();
     let mut last_refresh = Instant::now();
     let mut warnings = Vec::new();
@@ -101,6 +127,9 @@ pub fn capture(
         if last_refresh.elapsed() >= REFRESH {
             last_refresh = Instant::now();
             source.flush_written()?;
+            if let Some((metrics, _)) = &metrics {
+                update_metrics(metrics, &pipeline, &mut source);
+            }
             if status_line {
                 let dropped = source
                     .kernel_stats()
@@ -126,9 +155,26 @@ pub fn capture(
             k.if_dropped
         ));
     }
+    if let Some((metrics, _)) = &metrics {
+        update_metrics(metrics, &pipeline, &mut source);
+    }
     let mut analysis = pipeline.finish(source.name().to_string(), warnings)?;
     analysis.kernel = kernel;
     Ok((analysis, flagged_file))
+}
+
+/// The metrics the pipeline does not count itself: its totals, the kernel's drops and the
+/// per-server timers so far. Once a second: the timers are worked out from every server.
+fn update_metrics(metrics: &Metrics, pipeline: &Pipeline, source: &mut Source) {
+    metrics.counts(PipelineCounts {
+        packets: pipeline.packets_read(),
+        kernel_dropped: source
+            .kernel_stats()
+            .map_or(0, |k| k.dropped + k.if_dropped),
+        flows_tracked: pipeline.flows_tracked(),
+        evictions: pipeline.evicted(),
+    });
+    metrics.servers(&pipeline.servers_so_far(&|server| metrics.wants_server(server)));
 }
 
 /// Ctrl-C, SIGTERM and SIGHUP set the returned flag; the loop sees it within one tick.

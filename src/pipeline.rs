@@ -2,10 +2,11 @@
 //! detectors and advice, and where each judged flow goes (kept for the report, or a sink).
 
 use std::collections::{BTreeMap, HashSet};
+use std::net::SocketAddr;
 
 use anyhow::Result;
 
-use crate::advice::Advisor;
+use crate::advice::{Advisor, ServerAdvice};
 use crate::analysis::{Analysis, FlowReport, PacketCounts, Settings};
 use crate::capture::Packet;
 use crate::decode::{self, LinkType, Segment, Skip};
@@ -19,6 +20,14 @@ use crate::time::Timestamp;
 pub trait FlowSink {
     /// `start`: the capture's first packet so far, for times relative to it.
     fn flow(&mut self, report: &FlowReport, start: Timestamp) -> std::io::Result<()>;
+}
+
+/// Told of each flow as it is judged, benign or not, with its finding: for outputs that
+/// count (the metrics) rather than list. A live flagged flow is told twice: when it is
+/// announced, and when it is handed on (`announced` set) after its grace period.
+pub trait FlowObserver {
+    fn announced(&self, report: &FlowReport);
+    fn judged(&self, flow: &Flow, finding: &Finding, announced: bool);
 }
 
 /// The stages from decode on, fed one packet at a time: the same for a file and a live
@@ -49,6 +58,11 @@ pub(crate) struct Judged<'s> {
     flows: Vec<FlowReport>,
     /// Where every judged flow goes at once, if the output streams.
     sink: Option<&'s mut dyn FlowSink>,
+    /// Told of every judged flow, if something counts them.
+    observer: Option<&'s dyn FlowObserver>,
+    /// With an observer: the flows announced and not yet handed on, so that the per-server
+    /// results so far include them (a closed flow waits `CLOSED_GRACE` to be handed on).
+    pending: Vec<Flow>,
     /// The sink's first failure (a closed pipe): reading stops, `finish` reports it.
     pub(crate) sink_error: Option<std::io::Error>,
     verdicts: BTreeMap<Verdict, usize>,
@@ -102,9 +116,15 @@ impl Judged<'_> {
     /// it to the sink. In the order flows are handed on, whichever thread judged them, so
     /// the advice and the output are the same. `start`: the capture's first packet so far.
     pub(crate) fn take(&mut self, flow: &Flow, judgement: Judgement, start: Option<Timestamp>) {
-        self.announced.remove(&flow.id);
+        let announced = self.announced.remove(&flow.id);
         let finding = judgement.finding();
         self.advisor.observe(flow, finding);
+        if let Some(observer) = self.observer {
+            if announced {
+                self.pending.retain(|p| p.id != flow.id);
+            }
+            observer.judged(flow, finding, announced);
+        }
         *self.verdicts.entry(finding.verdict).or_default() += 1;
         let flagged = finding.verdict.flagged();
         let Judgement::Report(report) = judgement else {
@@ -141,6 +161,11 @@ impl<'s> Pipeline<'s> {
         let mut pipeline = Pipeline::new(settings, link);
         pipeline.judged.sink = Some(sink);
         pipeline
+    }
+
+    /// Tells `observer` of every flow as it is judged.
+    pub fn observe_with(&mut self, observer: &'s dyn FlowObserver) {
+        self.judged.observer = Some(observer);
     }
 
     /// The sink failed (its reader went away): nothing more is worth reading.
@@ -196,8 +221,13 @@ impl<'s> Pipeline<'s> {
             _ => closed,
         };
         let finding = detect::judge(closed, &settings.thresholds);
-        (finding.verdict.flagged() && judged.announced.insert(closed.id))
-            .then(|| FlowReport::new(closed, finding))
+        let report = (finding.verdict.flagged() && judged.announced.insert(closed.id))
+            .then(|| FlowReport::new(closed, finding))?;
+        if let Some(observer) = judged.observer {
+            observer.announced(&report);
+            judged.pending.push(closed.clone());
+        }
+        Some(report)
     }
 
     /// A clock tick from a live capture: closed flows whose grace period is over by `now`
@@ -215,6 +245,21 @@ impl<'s> Pipeline<'s> {
 
     pub fn flows_tracked(&self) -> usize {
         self.table.len()
+    }
+
+    /// Flows evicted from the full table so far.
+    pub fn evicted(&self) -> u64 {
+        self.table.evicted()
+    }
+
+    /// The per-server results from the flows judged and announced so far, for the servers
+    /// `wanted` (the metrics' timers, so that their cost follows the peers exported).
+    pub fn servers_so_far(&self, wanted: &dyn Fn(SocketAddr) -> bool) -> Vec<ServerAdvice> {
+        let mut advisor = self.judged.advisor.subset(wanted);
+        for flow in self.judged.pending.iter().filter(|f| wanted(f.server)) {
+            advisor.observe(flow, &detect::judge(flow, &self.settings.thresholds));
+        }
+        advisor.finish()
     }
 
     pub fn packets_read(&self) -> u64 {

@@ -70,7 +70,7 @@ pub struct ReusePoint {
 }
 
 /// What the flows of one server have shown so far.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 struct ServerStats {
     idle_closes: Vec<f64>,
     closes: u64,
@@ -111,7 +111,7 @@ const TALLY_NAMES: usize = 8;
 
 /// Flows counted by name in a small capped list: a server's clients are few, and a flood
 /// of odd names cannot grow it.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 struct Tally {
     counts: Vec<(&'static str, u64)>,
     /// Flows whose name came after the list was full.
@@ -257,6 +257,18 @@ impl Advisor {
                 stats.longest_unanswered_s = stats.longest_unanswered_s.max(unanswered);
             }
             _ => {}
+        }
+    }
+
+    /// A copy of what was collected for the servers `wanted` only.
+    pub fn subset(&self, wanted: &dyn Fn(SocketAddr) -> bool) -> Advisor {
+        Advisor {
+            servers: self
+                .servers
+                .iter()
+                .filter(|(server, _)| wanted(**server))
+                .map(|(server, stats)| (*server, stats.clone()))
+                .collect(),
         }
     }
 

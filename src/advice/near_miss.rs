@@ -31,7 +31,7 @@ struct Answered {
 }
 
 /// The answered reuses of one server that could be near misses of whatever timer it has.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct NearMisses {
     /// A min-heap on `reach`: the smallest is dropped first when full.
     kept: BinaryHeap<Reverse<Answered>>,

@@ -44,8 +44,19 @@ pub const MAN: Tool = Tool {
     package: "man-db",
 };
 
+/// The server that scrapes `--metrics-listen` in the metrics test (tests/metrics.rs).
+pub const PROMETHEUS: Tool = Tool {
+    program: "prometheus",
+    package: "prometheus",
+};
+/// `promtool check metrics` on the exposition (tests/metrics.rs).
+pub const PROMTOOL: Tool = Tool {
+    program: "promtool",
+    package: "prometheus",
+};
+
 /// Every tool above.
-pub const ALL: [&Tool; 5] = [&IP, &IPTABLES, &PYTHON3, &JQ, &MAN];
+pub const ALL: [&Tool; 7] = [&IP, &IPTABLES, &PYTHON3, &JQ, &MAN, &PROMETHEUS, &PROMTOOL];
 
 /// Where `program` is on PATH, as a shell would find it: an executable file.
 pub fn find(program: &str) -> Option<PathBuf> {
