@@ -6,7 +6,7 @@ mod json;
 pub mod plot;
 mod table;
 
-pub use json::JsonStream;
+pub use json::{EventLines, JsonStream};
 
 use crate::{Analysis, FlowReport};
 
