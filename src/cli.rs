@@ -193,7 +193,8 @@ pub struct Args {
     #[arg(long, value_name = "DURATION")]
     pub blackhole_idle: Option<String>,
 
-    /// Output: a table for people, or JSON for scripts
+    /// Output: a table for people, or JSON for scripts (live: one JSON object per line per
+    /// event: each flagged flow, a summary every --summary-every, a final summary)
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
 
