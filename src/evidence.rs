@@ -7,6 +7,7 @@ use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
 use std::fs;
 use std::net::SocketAddr;
+use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -258,13 +259,17 @@ impl RecentPackets {
         })
     }
 
-    /// The packets kept of a flagged flow, in capture order: its handshake and its last
-    /// packets, within the report's frames (ports reused later are another flow).
-    fn packets_of(&self, report: &FlowReport) -> Vec<&RawPacket> {
-        let Some(kept) = self.flows.get(&FlowKey::new(report.client, report.server)) else {
+    /// The packets kept of the flow between `client` and `server`, in capture order: its
+    /// handshake and its last packets, within `frames` (ports reused later are another flow).
+    fn packets_between(
+        &self,
+        client: SocketAddr,
+        server: SocketAddr,
+        frames: RangeInclusive<u64>,
+    ) -> Vec<&RawPacket> {
+        let Some(kept) = self.flows.get(&FlowKey::new(client, server)) else {
             return Vec::new();
         };
-        let frames = report.first_frame..=report.last_frame;
         let mut packets: Vec<&RawPacket> = kept
             .first
             .iter()
@@ -276,14 +281,29 @@ impl RecentPackets {
         packets
     }
 
-    /// A flagged flow's kept packets as a pcap file's bytes (nanosecond classic pcap), and
-    /// how many of its timeline's frames are in it.
+    /// A flagged flow's kept packets as a pcap file's bytes (nanosecond classic pcap), how
+    /// many packets, and how many of its timeline's frames are in it.
     pub fn pcap_of(&self, report: &FlowReport) -> (Vec<u8>, usize, usize) {
-        let packets = self.packets_of(report);
-        let timeline_in = report
-            .timeline
+        let timeline: Vec<u64> = report.timeline.iter().map(|t| t.frame).collect();
+        self.pcap_between(
+            report.client,
+            report.server,
+            report.first_frame..=report.last_frame,
+            &timeline,
+        )
+    }
+
+    fn pcap_between(
+        &self,
+        client: SocketAddr,
+        server: SocketAddr,
+        frames: RangeInclusive<u64>,
+        timeline: &[u64],
+    ) -> (Vec<u8>, usize, usize) {
+        let packets = self.packets_between(client, server, frames);
+        let timeline_in = timeline
             .iter()
-            .filter(|t| packets.iter().any(|p| p.frame == t.frame))
+            .filter(|frame| packets.iter().any(|p| p.frame == **frame))
             .count();
         let mut bytes = pcap_header(self.link);
         for p in &packets {
@@ -460,6 +480,142 @@ impl KeptFiles {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const CLIENT: &str = "198.18.0.1:40000";
+    const SERVER: &str = "198.18.0.2:80";
+
+    /// A raw IPv4 TCP packet: 20-byte IP and TCP headers, then `payload` bytes.
+    fn raw_tcp(src: SocketAddr, dst: SocketAddr, flags: u8, payload: usize) -> Vec<u8> {
+        let (SocketAddr::V4(src), SocketAddr::V4(dst)) = (src, dst) else {
+            unreachable!()
+        };
+        let total = 40 + payload;
+        let mut p = vec![
+            0x45,
+            0,
+            (total >> 8) as u8,
+            total as u8,
+            0,
+            0,
+            0x40,
+            0,
+            64,
+            6,
+            0,
+            0,
+        ];
+        p.extend_from_slice(&src.ip().octets());
+        p.extend_from_slice(&dst.ip().octets());
+        p.extend_from_slice(&src.port().to_be_bytes());
+        p.extend_from_slice(&dst.port().to_be_bytes());
+        p.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 1, 0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
+        p.resize(total, b'x');
+        p
+    }
+
+    const SYN: u8 = 0x02;
+    const ACK: u8 = 0x10;
+    const PSH_ACK: u8 = 0x18;
+    const RST: u8 = 0x04;
+
+    /// Feeds one flow: handshake, `exchanges` request-response pairs, then `end` (if any).
+    fn feed_flow(
+        ring: &mut RecentPackets,
+        client: SocketAddr,
+        server: SocketAddr,
+        frame: &mut u64,
+        exchanges: usize,
+        end: Option<u8>,
+    ) {
+        let mut send = |ring: &mut RecentPackets, from_client: bool, flags: u8, payload: usize| {
+            *frame += 1;
+            let (src, dst) = if from_client {
+                (client, server)
+            } else {
+                (server, client)
+            };
+            let data = raw_tcp(src, dst, flags, payload);
+            ring.packet(&Packet {
+                frame: *frame,
+                ts: Timestamp(*frame as i64 * 1_000_000),
+                wire_len: data.len() as u32,
+                data: &data,
+            });
+        };
+        send(ring, true, SYN, 0);
+        send(ring, false, SYN | ACK, 0);
+        send(ring, true, ACK, 0);
+        for _ in 0..exchanges {
+            send(ring, true, PSH_ACK, 60);
+            send(ring, false, PSH_ACK, 200);
+        }
+        if let Some(flags) = end {
+            send(ring, false, flags, 0);
+        }
+    }
+
+    #[test]
+    fn a_flows_kept_pcap_holds_its_handshake_and_its_last_packets() {
+        let (client, server) = (CLIENT.parse().unwrap(), SERVER.parse().unwrap());
+        let mut ring = RecentPackets::new(LinkType::RawIp, Vec::new(), true, 1 << 20, 100);
+        let mut frame = 0;
+        feed_flow(&mut ring, client, server, &mut frame, 30, Some(RST));
+        assert_eq!(frame, 64);
+        let timeline: Vec<u64> = (53..=64).collect();
+        let (bytes, packets, timeline_in) = ring.pcap_between(client, server, 1..=64, &timeline);
+        assert_eq!(packets, HANDSHAKE_PACKETS + LAST_PACKETS);
+        assert_eq!(timeline_in, 12);
+        // The pcap: header, then records in frame order: SYN first, the RST last.
+        assert_eq!(&bytes[..4], &0xa1b2_3c4d_u32.to_le_bytes());
+        assert_eq!(&bytes[20..24], &101u32.to_le_bytes());
+        let first_record = &bytes[24..];
+        assert_eq!(first_record[16 + 33], SYN, "the SYN's TCP flags");
+        let last_len = 40;
+        let last = &bytes[bytes.len() - last_len..];
+        assert_eq!(last[33], RST, "the RST's TCP flags");
+        // Frames outside the flow's own range (a later flow on the same ports) are not its.
+        let (_, packets, _) = ring.pcap_between(client, server, 60..=64, &timeline);
+        assert_eq!(packets, 5);
+    }
+
+    #[test]
+    fn the_ring_stays_within_its_bytes_forgetting_the_flows_silent_longest() {
+        let server: SocketAddr = SERVER.parse().unwrap();
+        let max_bytes = 200_000;
+        let mut ring = RecentPackets::new(LinkType::RawIp, Vec::new(), true, max_bytes, 100_000);
+        let mut frame = 0;
+        for port in 0..2000u16 {
+            let client = SocketAddr::from(([198, 18, 1, 1], 10_000 + port));
+            feed_flow(&mut ring, client, server, &mut frame, 3, None);
+            assert!(ring.bytes() <= max_bytes, "{} bytes", ring.bytes());
+        }
+        assert!(ring.forgotten > 0);
+        // The newest flow is still there, whole; the oldest is gone.
+        let newest = SocketAddr::from(([198, 18, 1, 1], 10_000 + 1999));
+        let oldest = SocketAddr::from(([198, 18, 1, 1], 10_000));
+        assert_eq!(ring.pcap_between(newest, server, 0..=u64::MAX, &[]).1, 9);
+        assert_eq!(ring.pcap_between(oldest, server, 0..=u64::MAX, &[]).1, 0);
+        // Every flow kept is open and was answered: pooled.
+        assert_eq!(
+            ring.open_pooled(Timestamp(frame as i64 * 1_000_000))
+                .count(),
+            ring.flows()
+        );
+    }
+
+    #[test]
+    fn a_closed_flow_is_forgotten_after_its_grace_and_is_not_pooled() {
+        let (client, server) = (CLIENT.parse().unwrap(), SERVER.parse().unwrap());
+        let mut ring = RecentPackets::new(LinkType::RawIp, Vec::new(), false, 1 << 20, 100);
+        let mut frame = 0;
+        feed_flow(&mut ring, client, server, &mut frame, 2, Some(RST));
+        let closed = Timestamp(frame as i64 * 1_000_000);
+        assert_eq!(ring.open_pooled(closed).count(), 0);
+        ring.tick(Timestamp(closed.0 + KEEP_AFTER_CLOSE - 1));
+        assert_eq!(ring.flows(), 1);
+        ring.tick(Timestamp(closed.0 + KEEP_AFTER_CLOSE));
+        assert_eq!((ring.flows(), ring.bytes()), (0, 0));
+    }
 
     fn names(kept: &KeptFiles) -> Vec<String> {
         let mut names: Vec<String> = fs::read_dir(&kept.dir)
