@@ -217,9 +217,18 @@ pub fn capture(
     }
     let mut analysis = pipeline.finish(source.name().to_string(), warnings)?;
     analysis.kernel = kernel;
-    let last_line = events
-        .zip(status)
-        .map(|(events, status)| events.last(&status, &analysis, now));
+    let last_line = events.zip(status).map(|(events, mut status)| {
+        // Every flow still open was judged at the end.
+        status.flows_tracked = 0;
+        status.flows_judged = analysis.total_flows();
+        status.flagged = analysis.flagged();
+        status.verdicts = analysis
+            .verdicts
+            .iter()
+            .map(|(v, n)| (v.name(), *n))
+            .collect();
+        events.last(&status, &analysis, now)
+    });
     Ok(Captured {
         analysis,
         flagged_file,

@@ -362,8 +362,22 @@ fn event_lines_and_kept_pcaps_for_a_race_and_a_reset() {
         );
     }
     assert!(of_type(&events, "summary").len() >= 2, "{stdout}");
-    assert_eq!(events.last().unwrap()["type"], "final");
+    let last = events.last().unwrap();
+    assert_eq!(last["type"], "final");
     assert_eq!(of_type(&events, "final").len(), 1);
+    assert_eq!(last["flows_judged"], last["summary"]["flows"], "{last}");
+    assert_eq!(last["flagged"], 2, "{last}");
+    // The server's 1 s keep-alive timer is measured by the end.
+    let server = last["servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["server"] == "127.0.0.1:18080")
+        .unwrap_or_else(|| panic!("{last}"));
+    assert!(
+        server["keepalive"]["min_s"].as_f64().unwrap() >= 1.0,
+        "{server}"
+    );
 
     let flagged = of_type(&events, "flagged");
     let mut verdicts: Vec<&str> = flagged
