@@ -66,3 +66,34 @@ fn a_summary_period_that_is_not_a_duration_says_what_one_looks_like() {
     let line = one_error_line(&["-i", "lo", "--summary-every", "often"]);
     assert!(line.contains("--summary-every 'often'"), "{line}");
 }
+
+/// A live capture keeps at most `cli::LIVE_REPORTS` flow reports for its final table (the
+/// last judged); the counts still cover every flow, and a warning says what gave way.
+#[test]
+fn the_reports_kept_are_capped_and_every_flow_still_counted() {
+    use staleconn::{Settings, analyze_file};
+    let capture = "testdata/race-tls12-client.pcap";
+    let all = analyze_file(capture, &Settings::default()).unwrap();
+    assert!(all.flows.len() >= 3, "{} flows", all.flows.len());
+    let capped = analyze_file(
+        capture,
+        &Settings {
+            max_reports: Some(2),
+            ..Settings::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(capped.flows.len(), 2);
+    assert_eq!(capped.verdicts, all.verdicts);
+    let kept: Vec<u64> = capped.flows.iter().map(|f| f.id).collect();
+    assert!(kept.iter().all(|id| all.flows.iter().any(|f| f.id == *id)));
+    let gave_way = all.flows.len() - 2;
+    assert!(
+        capped
+            .warnings
+            .iter()
+            .any(|w| w.starts_with(&format!("{gave_way} flow reports gave way"))),
+        "{:?}",
+        capped.warnings
+    );
+}
