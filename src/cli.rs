@@ -217,7 +217,8 @@ pub struct Args {
     ///
     /// The packets come from a ring of each open flow's recent packets, bounded in bytes;
     /// the directory is rotated (oldest file first) to stay within --keep-flagged-size and
-    /// --keep-flagged-files. Started as root, DIR is handed to the -Z user.
+    /// --keep-flagged-files. Started as root, a DIR staleconn makes is handed to the -Z
+    /// user; one that was there must be writable by that user.
     #[arg(long, value_name = "DIR", value_hint = ValueHint::DirPath)]
     pub keep_flagged: Option<PathBuf>,
 

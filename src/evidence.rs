@@ -440,6 +440,16 @@ impl KeptFiles {
     }
 }
 
+/// Whether this process may make and remove files in `dir`.
+pub fn writable(dir: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(path) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: access reads the NUL-terminated path it is given and nothing else.
+    unsafe { libc::access(path.as_ptr(), libc::W_OK | libc::X_OK) == 0 }
+}
+
 fn is_ours(name: &str) -> bool {
     name.starts_with(FILE_PREFIX) && name.ends_with(".pcap")
 }

@@ -59,13 +59,27 @@ pub fn capture(
         .transpose()?;
     let mut kept_files = match &live.keep_flagged {
         Some(keep) => {
+            // Only a directory made here is handed over: never chown one that was there
+            // (`--keep-flagged /tmp`).
+            let made = !keep.dir.exists();
             let files = KeptFiles::open(&keep.dir, keep.max_bytes, keep.max_files)?;
-            privileges::hand_over(&keep.dir, live.user.as_deref())?;
+            if made {
+                privileges::hand_over(&keep.dir, live.user.as_deref())?;
+            }
             Some(files)
         }
         None => None,
     };
     let user = privileges::drop_root(live.user.as_deref())?;
+    if let Some(keep) = &live.keep_flagged
+        && !evidence::writable(&keep.dir)
+    {
+        anyhow::bail!(
+            "--keep-flagged {}: {} cannot write in it; name a directory it can (or a new one, which staleconn makes and hands over), or keep root with -Z root",
+            keep.dir.display(),
+            user.as_deref().unwrap_or("this user")
+        );
+    }
     let stop = stop_on_signals()?;
     let promisc = if live.options.promiscuous {
         "promiscuous"

@@ -536,3 +536,42 @@ fn no_permission_says_what_to_run() {
         "{stderr}"
     );
 }
+
+/// `--keep-flagged` names a directory that was there and that the `-Z` user cannot write:
+/// one line, at start, rather than evidence silently lost later; and the directory's
+/// owner is left as it was (staleconn hands over only a directory it made).
+#[test]
+fn keep_flagged_in_a_directory_the_user_cannot_write_is_one_line() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let Some(ns) = Netns::new(
+        "keep_flagged_in_a_directory_the_user_cannot_write_is_one_line",
+        &[],
+    ) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let theirs = dir.path().join("root-only");
+    std::fs::create_dir(&theirs).unwrap();
+    std::fs::set_permissions(&theirs, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = ns
+        .command(&staleconn())
+        .args([
+            "-i",
+            "lo",
+            "--keep-flagged",
+            theirs.to_str().unwrap(),
+            "-c",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let error: Vec<&str> = stderr
+        .lines()
+        .filter(|l| !l.contains("listening"))
+        .collect();
+    assert_eq!(error.len(), 1, "{stderr}");
+    assert!(error[0].contains("nobody cannot write in it"), "{stderr}");
+    assert_eq!(std::fs::metadata(&theirs).unwrap().uid(), 0);
+}
