@@ -173,6 +173,9 @@ pub struct Settings {
     /// Keep the report of every benign flow too. Without it memory grows with the
     /// concurrent and the flagged flows only, not with the length of the capture.
     pub keep_benign: bool,
+    /// The most flow reports kept for the output (a live capture's table): past it, the
+    /// oldest give way, so memory stays flat over days. `None`: every one.
+    pub max_reports: Option<usize>,
     /// Stop after this many packets (`-c`).
     pub count: Option<u64>,
     /// The most flows tracked at once; the one idle longest is evicted to make room.
@@ -189,6 +192,7 @@ impl Default for Settings {
             targets: Vec::new(),
             thresholds: Thresholds::default(),
             keep_benign: true,
+            max_reports: None,
             count: None,
             max_flows: flow::DEFAULT_MAX_FLOWS,
             threads: 1,

@@ -201,7 +201,8 @@ pub struct Args {
     #[arg(long, value_name = "DURATION")]
     pub blackhole_idle: Option<String>,
 
-    /// Output: a table for people, or JSON for scripts
+    /// Output: a table for people, or JSON for scripts (live: one JSON object per line per
+    /// event: each flagged flow, a summary every --summary-every, a final summary)
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
 
@@ -218,6 +219,28 @@ pub struct Args {
     /// Wireshark; reads the capture a second time (live: needs -w)
     #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath)]
     pub write_flagged: Option<PathBuf>,
+
+    /// Live: keep, for each flagged flow, a small pcap of its handshake and last packets
+    /// (the timeline's) in DIR, named by time, server and verdict; the event line says where
+    ///
+    /// The packets come from a ring of each open flow's recent packets, bounded in bytes;
+    /// the directory is rotated (oldest file first) to stay within --keep-flagged-size and
+    /// --keep-flagged-files. Started as root, a DIR staleconn makes is handed to the -Z
+    /// user; one that was there must be writable by that user.
+    #[arg(long, value_name = "DIR", value_hint = ValueHint::DirPath)]
+    pub keep_flagged: Option<PathBuf>,
+
+    /// Live: the most bytes the --keep-flagged files take together (e.g. 100M, 2G)
+    #[arg(long, value_name = "SIZE", default_value = "100M")]
+    pub keep_flagged_size: String,
+
+    /// Live: the most --keep-flagged files kept
+    #[arg(long, value_name = "N", default_value_t = crate::evidence::DEFAULT_DIR_FILES)]
+    pub keep_flagged_files: usize,
+
+    /// Live, --format json: how often a summary line is written (wall-clock time)
+    #[arg(long, value_name = "DURATION", default_value = "60s")]
+    pub summary_every: String,
 
     /// Draw, per server, the idle before each reuse of a connection as histograms by
     /// outcome on a log time axis, with the measured timeouts, to an SVG file
@@ -306,7 +329,23 @@ pub struct LiveConfig {
     pub user: Option<String>,
     /// `--metrics-listen`: where the metrics are served, and the peer labels.
     pub metrics: Option<MetricsConfig>,
+    /// `--keep-flagged`: where each flagged flow's pcap goes, and the directory's bounds.
+    pub keep_flagged: Option<KeepFlagged>,
+    /// `--summary-every`: the event lines' periodic summary.
+    pub summary_every: Duration,
 }
+
+/// `--keep-flagged DIR` with its bounds.
+#[derive(Debug, Clone)]
+pub struct KeepFlagged {
+    pub dir: PathBuf,
+    pub max_bytes: u64,
+    pub max_files: usize,
+}
+
+/// The flow reports a live capture keeps for its final report: the latest this many, so
+/// memory stays flat over days (event lines were written as they came).
+pub const LIVE_REPORTS: usize = 1000;
 
 /// Validated configuration for one run.
 #[derive(Debug, Clone)]
@@ -415,6 +454,24 @@ impl Config {
                 );
             }
         }
+        let summary_every = parse_duration("--summary-every", &args.summary_every)?;
+        let keep_flagged = match args.keep_flagged {
+            Some(_) if !read.is_empty() => bail!(
+                "--keep-flagged is for a live capture (-i); for a file, --write-flagged FILE copies the flagged flows' packets"
+            ),
+            Some(dir) => {
+                if args.keep_flagged_files == 0 {
+                    bail!("--keep-flagged-files 0: keep at least 1 file");
+                }
+                Some(KeepFlagged {
+                    dir,
+                    max_bytes: parse_size("--keep-flagged-size", &args.keep_flagged_size)?,
+                    max_files: args.keep_flagged_files,
+                })
+            }
+            None => None,
+        };
+        let live = read.is_empty() && args.interface.is_some();
         let input = match (read.is_empty(), args.interface) {
             (false, _) => Input::File(read),
             (true, Some(device)) => Input::Live(LiveConfig {
@@ -427,6 +484,8 @@ impl Config {
                 write: args.write,
                 user: args.user,
                 metrics,
+                keep_flagged,
+                summary_every,
             }),
             (true, None) => Input::ListInterfaces,
         };
@@ -436,8 +495,11 @@ impl Config {
                 bpf,
                 targets,
                 thresholds,
-                // The table without --all lists flagged flows only.
-                keep_benign: !matches!(output, Output::Table { all: false, .. }),
+                // The table without --all lists flagged flows only; live JSON writes each
+                // flagged flow as an event line and keeps no benign one.
+                keep_benign: !(matches!(output, Output::Table { all: false, .. })
+                    || live && output == Output::Json),
+                max_reports: live.then_some(LIVE_REPORTS),
                 count: args.count,
                 max_flows: args.max_flows,
                 threads: args.threads.unwrap_or_else(default_threads),
@@ -541,6 +603,29 @@ fn metrics_config(listen: &str, given: &[String], targets: &[Target]) -> Result<
         listen,
         targets: targets.iter().copied().zip(given.iter().cloned()).collect(),
     })
+}
+
+/// A size in bytes, with an optional K, M or G suffix (powers of 1024).
+fn parse_size(option: &str, text: &str) -> Result<u64> {
+    let trimmed = text.trim();
+    let (digits, unit) = match trimmed.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((at, _)) => trimmed.split_at(at),
+        None => (trimmed, ""),
+    };
+    let shift = match unit.to_ascii_uppercase().trim_end_matches(['B', 'I']) {
+        "" => 0,
+        "K" => 10,
+        "M" => 20,
+        "G" => 30,
+        _ => bail!("{option} '{text}': use a size like 500K, 100M or 2G"),
+    };
+    let value: u64 = digits
+        .parse()
+        .with_context(|| format!("{option} '{text}': use a size like 500K, 100M or 2G"))?;
+    if value == 0 {
+        bail!("{option} must be more than zero");
+    }
+    Ok(value.saturating_mul(1 << shift))
 }
 
 fn parse_duration(option: &str, text: &str) -> Result<Duration> {

@@ -1,7 +1,8 @@
 //! staleconn: reads a packet capture and says, flow by flow, why requests on pooled HTTP
 //! keep-alive connections died. This is the wiring: `Pipeline` (pipeline.rs) runs decode ->
 //! flow -> detect (and advice) for a file and a live device alike, reading.rs and live.rs
-//! feed it, and `run` puts capture in front of it and a report behind it.
+//! feed it, and `run` puts capture in front of it and a report (or, live, event lines and
+//! kept pcaps: evidence.rs) behind it.
 
 pub mod advice;
 mod analysis;
@@ -9,6 +10,7 @@ pub mod capture;
 pub mod cli;
 pub mod decode;
 pub mod detect;
+pub mod evidence;
 mod flagged;
 pub mod flow;
 pub mod generate;
@@ -53,9 +55,12 @@ pub fn run(config: &Config, out: &mut dyn Write, err: &mut dyn Write) -> Result<
             flagged: analysis.flagged(),
         });
     }
-    let (analysis, flagged_file) = match &config.input {
-        Input::File(paths) => (analyze_files(paths, &config.settings)?, None),
-        Input::Live(live_config) => live::capture(config, live_config, out, err)?,
+    let (analysis, flagged_file, last_line) = match &config.input {
+        Input::File(paths) => (analyze_files(paths, &config.settings)?, None, None),
+        Input::Live(live_config) => {
+            let captured = live::capture(config, live_config, out, err)?;
+            (captured.analysis, captured.flagged_file, captured.last_line)
+        }
         Input::ListInterfaces => {
             for line in capture::list_devices()? {
                 writeln!(out, "{line}")?;
@@ -66,7 +71,8 @@ pub fn run(config: &Config, out: &mut dyn Write, err: &mut dyn Write) -> Result<
     };
     after_analysis(config, &analysis, flagged_file, err)?;
     let live = matches!(config.input, Input::Live(_));
-    let rendered = config.output.renderer(live).render(&analysis);
+    // Live JSON ends with a summary line: its flows were event lines as they came.
+    let rendered = last_line.unwrap_or_else(|| config.output.renderer(live).render(&analysis));
     out.write_all(rendered.as_bytes())?;
     out.flush()?;
     Ok(Outcome {

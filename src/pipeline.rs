@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 
 use anyhow::Result;
 
-use crate::advice::{Advisor, ServerAdvice};
+use crate::advice::{Advisor, MeasuredTimers, ServerAdvice};
 use crate::analysis::{Analysis, FlowReport, PacketCounts, Settings};
 use crate::capture::Packet;
 use crate::decode::{self, LinkType, Segment, Skip};
@@ -70,6 +70,9 @@ pub(crate) struct Judged<'s> {
     announced: HashSet<u64>,
     /// Per-server measurements, from every flow.
     advisor: Advisor,
+    /// `Settings::max_reports`, and the reports that gave way to newer ones.
+    max_reports: Option<usize>,
+    reports_dropped: u64,
 }
 
 /// A finished flow's finding, and its report if it will be shown (see `Judged::reports_all`).
@@ -137,6 +140,13 @@ impl Judged<'_> {
             self.sink_error = Some(e);
         }
         if self.sink.is_none() || flagged {
+            if self
+                .max_reports
+                .is_some_and(|most| self.flows.len() >= most)
+            {
+                self.flows.remove(0);
+                self.reports_dropped += 1;
+            }
             self.flows.push(report);
         }
     }
@@ -184,7 +194,10 @@ impl<'s> Pipeline<'s> {
             },
             settings,
             table: Tracker::new(settings.targets.clone(), settings.max_flows),
-            judged: Judged::default(),
+            judged: Judged {
+                max_reports: settings.max_reports,
+                ..Judged::default()
+            },
         }
     }
 
@@ -243,13 +256,23 @@ impl<'s> Pipeline<'s> {
         table.release_closed(now, &mut |flow| judged.record(settings, &flow, start));
     }
 
-    pub fn flows_tracked(&self) -> usize {
-        self.table.len()
+    /// Every flow judged so far, counted by verdict.
+    pub fn verdicts(&self) -> &BTreeMap<Verdict, usize> {
+        &self.judged.verdicts
     }
 
-    /// Flows evicted from the full table so far.
+    /// Flows handed on early so far because the flow table was full.
     pub fn evicted(&self) -> u64 {
         self.table.evicted()
+    }
+
+    /// Each server's keep-alive timer and middlebox bracket measured so far.
+    pub fn measured_timers(&self) -> impl Iterator<Item = MeasuredTimers> + '_ {
+        self.judged.advisor.measured_timers()
+    }
+
+    pub fn flows_tracked(&self) -> usize {
+        self.table.len()
     }
 
     /// The per-server results from the flows judged and announced so far, for the servers
@@ -294,6 +317,13 @@ impl<'s> Pipeline<'s> {
             warnings.push(format!(
                 "{} packets were stamped earlier than a packet before them (interfaces or files merged unsorted?); each flow was analysed in its own order",
                 decoder.packets.backwards
+            ));
+        }
+        if judged.reports_dropped > 0 {
+            warnings.push(format!(
+                "{} flow reports gave way to newer ones: the report lists the last {} only (the counts are of every flow)",
+                judged.reports_dropped,
+                judged.flows.len()
             ));
         }
         let evicted = table.evicted();

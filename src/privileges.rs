@@ -45,3 +45,28 @@ pub fn drop_root(user: Option<&str>) -> Result<Option<String>> {
     }
     Ok(Some(name.to_string()))
 }
+
+/// Started as root: makes `dir` owned by the user `drop_root(user)` will become, so that
+/// files can still be made in it afterwards (as tcpdump hands its `-w` file over).
+/// Nothing to do when not root or keeping root.
+pub fn hand_over(dir: &std::path::Path, user: Option<&str>) -> Result<()> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Ok(());
+    }
+    let name = user.unwrap_or(DEFAULT_USER);
+    if name == "root" {
+        return Ok(());
+    }
+    let c_name = CString::new(name).map_err(|_| anyhow::anyhow!("-Z {name}: not a user name"))?;
+    // SAFETY: as in `drop_root`: the record is read at once.
+    let (uid, gid) = unsafe {
+        let entry = libc::getpwnam(c_name.as_ptr());
+        if entry.is_null() {
+            bail!("-Z {name}: no such user (name another with -Z, or keep root with -Z root)");
+        }
+        ((*entry).pw_uid, (*entry).pw_gid)
+    };
+    std::os::unix::fs::chown(dir, Some(uid), Some(gid))
+        .map_err(|e| anyhow::anyhow!("{}: cannot hand it to {name} ({e})", dir.display()))
+}

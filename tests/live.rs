@@ -1,6 +1,7 @@
 //! Live capture, on the loopback of a network namespace each test makes, with real traffic
 //! from real kernel TCP (tests/live_traffic.py): the live verdicts and figures equal the
-//! offline analysis of the `-w` file of the same run; every way of stopping ends with the
+//! offline analysis of the `-w` file of the same run; live JSON is event lines, and
+//! `--keep-flagged` pcaps hold each flagged flow's failure; every way of stopping ends with the
 //! report and the kernel's counts; a missing device and missing permission give one line.
 //! These need root (namespaces, capture); without it they say they were skipped and why.
 
@@ -17,6 +18,8 @@ use serde_json::Value;
 mod tools;
 
 const FILTER: &str = "tcp port 18080 or tcp port 18081";
+/// The node every event line names (`NODE_NAME`, as Kubernetes' downward API sets it).
+const NODE: &str = "test-node-7";
 
 fn staleconn() -> String {
     assert_cmd::cargo::cargo_bin("staleconn")
@@ -72,6 +75,7 @@ impl Netns {
             .command(&staleconn())
             .args(args)
             .env("NO_COLOR", "1")
+            .env("NODE_NAME", NODE)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -185,6 +189,18 @@ fn flows_by_endpoints(doc: &Value) -> Vec<(String, String, Value)> {
     flows
 }
 
+/// Live `--format json` output: one JSON object per line, each an event.
+fn event_lines(stdout: &str) -> Vec<Value> {
+    stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+fn of_type<'a>(events: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    events.iter().filter(|e| e["type"] == kind).collect()
+}
+
 #[test]
 fn live_verdicts_equal_offline_verdicts_of_the_same_packets() {
     let Some(ns) = Netns::new(
@@ -217,14 +233,11 @@ fn live_verdicts_equal_offline_verdicts_of_the_same_packets() {
     let (code, stdout, stderr) = capture.finish();
     assert_eq!(code, 1, "{stderr}");
 
-    // Announcements, one JSON object per line, then the document on the last line.
-    let lines: Vec<&str> = stdout.lines().collect();
-    let (document, announced) = lines.split_last().expect("output");
-    let live: Value = serde_json::from_str(document).unwrap();
-    let announced: Vec<Value> = announced
-        .iter()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    // Event lines: each flagged flow as it was certain, then the final summary line.
+    let events = event_lines(&stdout);
+    let announced = of_type(&events, "flagged");
+    let last = events.last().expect("output");
+    assert_eq!(last["type"], "final", "{stdout}");
     let mut announced_verdicts: Vec<&str> = announced
         .iter()
         .map(|f| f["verdict"].as_str().unwrap())
@@ -246,7 +259,7 @@ fn live_verdicts_equal_offline_verdicts_of_the_same_packets() {
     assert_eq!(copied["summary"]["flows"], 2, "{copied}");
     assert_eq!(copied["summary"]["flagged"], 2, "{copied}");
 
-    let kernel = &live["summary"]["kernel"];
+    let kernel = &last["summary"]["kernel"];
     assert!(kernel["received"].as_u64().unwrap() > 0, "{kernel}");
     assert_eq!(kernel["dropped"], 0);
 
@@ -265,10 +278,23 @@ fn live_verdicts_equal_offline_verdicts_of_the_same_packets() {
     assert_eq!(offline.status.code(), Some(1));
     let offline: Value = serde_json::from_slice(&offline.stdout).unwrap();
 
-    let (live_flows, offline_flows) = (flows_by_endpoints(&live), flows_by_endpoints(&offline));
-    assert_eq!(live_flows.len(), 3, "{live}");
-    assert_eq!(live_flows.len(), offline_flows.len());
-    for ((client, server, l), (_, _, o)) in live_flows.iter().zip(&offline_flows) {
+    // Every flow counted live, by verdict, as offline; the flagged ones with the same
+    // evidence and figures.
+    assert_eq!(last["summary"]["flows"], 3, "{last}");
+    assert_eq!(last["summary"]["verdicts"], offline["summary"]["verdicts"]);
+    assert_eq!(last["summary"]["packets"], offline["summary"]["packets"]);
+    let offline_flows = flows_by_endpoints(&offline);
+    let offline_flagged: Vec<_> = offline_flows
+        .iter()
+        .filter(|(_, _, f)| f["flagged"] == true)
+        .collect();
+    assert_eq!(offline_flagged.len(), announced.len());
+    for event in &announced {
+        let live = &event["flow"];
+        let (client, server, offline) = offline_flagged
+            .iter()
+            .find(|(_, _, f)| f["client"] == live["client"] && f["server"] == live["server"])
+            .unwrap_or_else(|| panic!("{event} not flagged offline"));
         for key in [
             "client",
             "server",
@@ -279,23 +305,140 @@ fn live_verdicts_equal_offline_verdicts_of_the_same_packets() {
             "longest_idle_s",
         ] {
             assert_eq!(
-                l[key], o[key],
+                live[key], offline[key],
                 "{client} -> {server}: {key} differs live and offline"
             );
         }
     }
-    assert_eq!(live["summary"]["verdicts"], offline["summary"]["verdicts"]);
-    assert_eq!(live["summary"]["packets"], offline["summary"]["packets"]);
-    // The announced flows are the flagged ones, with the same evidence.
-    for flow in &announced {
-        let same = live_flows
-            .iter()
-            .find(|(_, _, f)| f["client"] == flow["client"] && f["server"] == flow["server"]);
-        assert_eq!(
-            same.map(|(_, _, f)| &f["evidence"]),
-            Some(&flow["evidence"])
+}
+
+/// Live `--format json --keep-flagged`: the event lines a log pipeline reads (valid JSON,
+/// one per flagged flow, each with its type, time, node and id, and periodic summaries),
+/// and for the race and the reset a pcap that holds the failure.
+#[test]
+fn event_lines_and_kept_pcaps_for_a_race_and_a_reset() {
+    let Some(ns) = Netns::new(
+        "event_lines_and_kept_pcaps_for_a_race_and_a_reset",
+        &[&tools::PYTHON3, &tools::IPTABLES],
+    ) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let kept = dir.path().join("kept");
+    let capture = ns.start_capture(&[
+        "-i",
+        "lo",
+        "--format",
+        "json",
+        "--nat-idle",
+        "2s",
+        "--keep-flagged",
+        kept.to_str().unwrap(),
+        "--summary-every",
+        "1s",
+        FILTER,
+    ]);
+    ns.make_traffic();
+    std::thread::sleep(Duration::from_millis(1500));
+    capture.signal(libc::SIGTERM);
+    let (code, stdout, stderr) = capture.finish();
+    assert_eq!(code, 1, "{stderr}");
+    let events = event_lines(&stdout);
+
+    let mut ids = std::collections::HashSet::new();
+    for event in &events {
+        assert_eq!(event["node"], NODE, "{event}");
+        let time = event["time"].as_str().unwrap();
+        let parsed = chrono::DateTime::parse_from_rfc3339(time).unwrap();
+        assert_eq!(parsed.offset().local_minus_utc(), 0, "{time}");
+        // Nanoseconds: nine digits after the second.
+        assert!(
+            time.ends_with('Z') && time.split('.').nth(1).unwrap().len() == 10,
+            "{time}"
+        );
+        assert!(
+            ids.insert(event["id"].as_str().unwrap().to_string()),
+            "{event}"
         );
     }
+    assert!(of_type(&events, "summary").len() >= 2, "{stdout}");
+    let last = events.last().unwrap();
+    assert_eq!(last["type"], "final");
+    assert_eq!(of_type(&events, "final").len(), 1);
+    assert_eq!(last["flows_judged"], last["summary"]["flows"], "{last}");
+    assert_eq!(last["flagged"], 2, "{last}");
+    // The server's 1 s keep-alive timer is measured by the end.
+    let server = last["servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["server"] == "127.0.0.1:18080")
+        .unwrap_or_else(|| panic!("{last}"));
+    assert!(
+        server["keepalive"]["min_s"].as_f64().unwrap() >= 1.0,
+        "{server}"
+    );
+
+    let flagged = of_type(&events, "flagged");
+    let mut verdicts: Vec<&str> = flagged
+        .iter()
+        .map(|e| e["verdict"].as_str().unwrap())
+        .collect();
+    verdicts.sort();
+    assert_eq!(verdicts, ["keepalive_race", "nat_idle_reset"], "{stdout}");
+    for event in &flagged {
+        // The id names the node, the run and the flow (its first frame).
+        let id = event["id"].as_str().unwrap();
+        assert!(id.starts_with(&format!("{NODE}/")), "{id}");
+        assert!(
+            id.ends_with(&format!("/flow-{}", event["flow"]["id"])),
+            "{id}"
+        );
+
+        // The kept pcap holds the handshake and the whole timeline, failure included.
+        let pcap = &event["pcap"];
+        let path = pcap["path"].as_str().unwrap_or_else(|| panic!("{event}"));
+        assert!(Path::new(path).starts_with(&kept), "{path}");
+        let name = Path::new(path).file_name().unwrap().to_str().unwrap();
+        assert!(name.contains(event["verdict"].as_str().unwrap()), "{name}");
+        assert!(name.contains("127.0.0.1_1808"), "{name}");
+        let timeline = event["flow"]["timeline"].as_array().unwrap();
+        assert_eq!(
+            pcap["timeline_frames"].as_u64(),
+            Some(timeline.len() as u64),
+            "{event}"
+        );
+        let reread = Command::new(staleconn())
+            .args(["-r", path, "--format", "json", "--nat-idle", "2s"])
+            .output()
+            .unwrap();
+        let reread: Value = serde_json::from_slice(&reread.stdout).unwrap();
+        assert_eq!(reread["summary"]["flows"], 1, "{reread}");
+        let flow = &reread["flows"][0];
+        assert_eq!(flow["verdict"], event["verdict"], "{reread}");
+        // The same figures; frames are numbered within the kept file.
+        let without_frames = |evidence: &Value| -> Value {
+            let mut evidence = evidence.clone();
+            evidence
+                .as_object_mut()
+                .unwrap()
+                .retain(|key, _| !key.ends_with("_frame"));
+            evidence
+        };
+        assert_eq!(
+            without_frames(&flow["evidence"]),
+            without_frames(&event["flow"]["evidence"]),
+            "{reread}"
+        );
+        assert_eq!(flow["first_seen"], event["flow"]["first_seen"], "{reread}");
+        // Ends with the failure (the race's RST or the NAT's).
+        let frames = reread["summary"]["packets"]["read"].as_u64().unwrap();
+        assert_eq!(frames, pcap["packets"].as_u64().unwrap(), "{reread}");
+        let last = flow["timeline"].as_array().unwrap().last().unwrap();
+        assert!(last["flags"].as_str().unwrap().contains("RST"), "{flow}");
+    }
+    let files = std::fs::read_dir(&kept).unwrap().count();
+    assert_eq!(files, 2);
 }
 
 #[test]
@@ -392,4 +535,43 @@ fn no_permission_says_what_to_run() {
             && stderr.contains("setcap cap_net_raw,cap_net_admin"),
         "{stderr}"
     );
+}
+
+/// `--keep-flagged` names a directory that was there and that the `-Z` user cannot write:
+/// one line, at start, rather than evidence silently lost later; and the directory's
+/// owner is left as it was (staleconn hands over only a directory it made).
+#[test]
+fn keep_flagged_in_a_directory_the_user_cannot_write_is_one_line() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let Some(ns) = Netns::new(
+        "keep_flagged_in_a_directory_the_user_cannot_write_is_one_line",
+        &[],
+    ) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let theirs = dir.path().join("root-only");
+    std::fs::create_dir(&theirs).unwrap();
+    std::fs::set_permissions(&theirs, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = ns
+        .command(&staleconn())
+        .args([
+            "-i",
+            "lo",
+            "--keep-flagged",
+            theirs.to_str().unwrap(),
+            "-c",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let error: Vec<&str> = stderr
+        .lines()
+        .filter(|l| !l.contains("listening"))
+        .collect();
+    assert_eq!(error.len(), 1, "{stderr}");
+    assert!(error[0].contains("nobody cannot write in it"), "{stderr}");
+    assert_eq!(std::fs::metadata(&theirs).unwrap().uid(), 0);
 }

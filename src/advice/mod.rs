@@ -17,7 +17,7 @@ use serde::Serialize;
 use crate::detect::{Finding, Verdict};
 use crate::flow::{CaptureSide, Flow};
 use crate::identify;
-use crate::time::{Nanos, secs};
+use crate::time::{NANOS_PER_SEC, Nanos, secs};
 use histogram::IdleHistogram;
 use known::{Fit, Known, LatePacket};
 pub use near_miss::NearMiss;
@@ -148,6 +148,14 @@ pub struct SoftwareCount {
     pub flows: u64,
 }
 
+/// A server's timers measured so far (see `Advisor::measured_timers`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MeasuredTimers {
+    pub server: SocketAddr,
+    pub keepalive: Option<Nanos>,
+    pub middlebox: Option<Nanos>,
+}
+
 /// Collects per-server figures from judged flows.
 #[derive(Debug, Default)]
 pub struct Advisor {
@@ -270,6 +278,24 @@ impl Advisor {
                 .map(|(server, stats)| (*server, stats.clone()))
                 .collect(),
         }
+    }
+
+    /// Each server's timers measured so far, while the capture runs: the keep-alive
+    /// timeout (its shortest idle close) and the shortest silence a middlebox did not
+    /// survive (reset or dropped). For the warning before a request dies.
+    pub fn measured_timers(&self) -> impl Iterator<Item = MeasuredTimers> + '_ {
+        self.servers.iter().filter_map(|(server, s)| {
+            let keepalive = (s.closes > 0).then_some((s.min_close * NANOS_PER_SEC as f64) as Nanos);
+            let middlebox = match (s.shortest_reset, s.shortest_blackhole) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            (keepalive.is_some() || middlebox.is_some()).then_some(MeasuredTimers {
+                server: *server,
+                keepalive,
+                middlebox,
+            })
+        })
     }
 
     /// Advice for every server with something measured, busiest failure first.

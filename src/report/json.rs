@@ -299,3 +299,134 @@ fn rfc3339(ts: Timestamp) -> String {
     ts.to_utc()
         .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }
+
+/// Live `--format json`: one JSON object per line per event, for a log pipeline, each with
+/// its `type`, the wall-clock `time` (RFC 3339, UTC, nanoseconds), the `node` and an `id`
+/// that is the same for the same event wherever it is read. Nothing grows with the run:
+/// each line is made from one flow or from counters.
+pub struct EventLines {
+    node: String,
+    /// The capture's start on the wall clock, in nanoseconds since the epoch: with the node,
+    /// what makes a flow's id (its first frame) unique across runs.
+    run: i64,
+    summaries: u64,
+}
+
+#[derive(Serialize)]
+struct Event<'a, T: Serialize> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    time: String,
+    node: &'a str,
+    id: String,
+    #[serde(flatten)]
+    body: T,
+}
+
+#[derive(Serialize)]
+struct FlaggedEvent<'a> {
+    verdict: Verdict,
+    client: String,
+    server: String,
+    /// The kept pcap (`--keep-flagged`), if one was written.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pcap: Option<KeptPcap<'a>>,
+    flow: JsonFlow<'a>,
+}
+
+#[derive(Serialize)]
+struct KeptPcap<'a> {
+    path: &'a str,
+    packets: usize,
+    /// The flow's timeline frames the file holds (all of them unless it was forgotten).
+    timeline_frames: usize,
+}
+
+#[derive(Serialize)]
+struct FinalEvent<'a, S: Serialize> {
+    #[serde(flatten)]
+    status: &'a S,
+    source: Source<'a>,
+    servers: &'a [crate::advice::ServerAdvice],
+    summary: Summary<'a>,
+}
+
+impl EventLines {
+    pub fn new(node: String, run: Timestamp) -> EventLines {
+        EventLines {
+            node,
+            run: run.0,
+            summaries: 0,
+        }
+    }
+
+    fn line<T: Serialize>(
+        &self,
+        kind: &'static str,
+        id: String,
+        now: Timestamp,
+        body: T,
+    ) -> String {
+        let event = Event {
+            kind,
+            time: rfc3339_nanos(now),
+            node: &self.node,
+            id,
+            body,
+        };
+        let mut line = serde_json::to_string(&event)
+            .unwrap_or_else(|e| format!("{{\"error\": \"cannot serialise the event: {e}\"}}"));
+        line.push('\n');
+        line
+    }
+
+    /// A flagged flow, the moment its story is certain; `kept`: its pcap, if written.
+    pub fn flagged(
+        &self,
+        report: &FlowReport,
+        start: Timestamp,
+        kept: Option<&crate::evidence::Kept>,
+        now: Timestamp,
+    ) -> String {
+        let path = kept.map(|k| k.path.display().to_string());
+        let body = FlaggedEvent {
+            verdict: report.finding.verdict,
+            client: report.client.to_string(),
+            server: report.server.to_string(),
+            pcap: kept.zip(path.as_deref()).map(|(k, path)| KeptPcap {
+                path,
+                packets: k.packets,
+                timeline_frames: k.timeline_frames,
+            }),
+            flow: json_flow(report, start),
+        };
+        let id = format!("{}/{}/flow-{}", self.node, self.run, report.id);
+        self.line("flagged", id, now, body)
+    }
+
+    /// The periodic summary: the live capture's counters now.
+    pub fn summary(&mut self, status: &impl Serialize, now: Timestamp) -> String {
+        self.summaries += 1;
+        let id = format!("{}/{}/summary-{}", self.node, self.run, self.summaries);
+        self.line("summary", id, now, status)
+    }
+
+    /// The last line, when the capture ends: the counters and the whole analysis' summary
+    /// and per-server advice (flows are not listed: they were lines of their own).
+    pub fn last(&self, status: &impl Serialize, analysis: &Analysis, now: Timestamp) -> String {
+        let body = FinalEvent {
+            status,
+            source: source(analysis),
+            servers: &analysis.servers,
+            summary: summary(analysis),
+        };
+        let id = format!("{}/{}/final", self.node, self.run);
+        self.line("final", id, now, body)
+    }
+}
+
+/// Wall-clock time for event lines: RFC 3339 in UTC, to the nanosecond.
+fn rfc3339_nanos(ts: Timestamp) -> String {
+    ts.to_utc()
+        .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+}

@@ -6,7 +6,7 @@ mod json;
 pub mod plot;
 mod table;
 
-pub use json::JsonStream;
+pub use json::{EventLines, JsonStream};
 
 use crate::{Analysis, FlowReport};
 
@@ -31,8 +31,8 @@ pub enum Output {
         explain: bool,
         width: Option<usize>,
     },
-    /// One JSON document listing every flow; `lines` puts it on one line, after the
-    /// one-line announcements of a live capture.
+    /// One JSON document listing every flow; a live capture writes event lines instead
+    /// (`EventLines`): each flagged flow, a periodic and a final summary.
     Json,
 }
 
