@@ -18,6 +18,10 @@ OUT=${SOAK_OUT:-/tmp/staleconn-soak}
 FILES=${SOAK_KEEP_FILES:-40}
 SIZE=${SOAK_KEEP_SIZE:-64K}
 NS=${SOAK_NS:-sc-soak}-$$
+# More options for staleconn (e.g. SOAK_ARGS="--metrics-listen 127.0.0.1:9477"); with
+# --metrics-listen, /metrics is fetched into the output directory once a minute.
+read -r -a EXTRA <<< "${SOAK_ARGS:-}"
+METRICS=$(sed -n 's/.*--metrics-listen[ =]\([^ ]*\).*/\1/p' <<< "${SOAK_ARGS:-}")
 mkdir -p "$OUT"
 rm -rf "$OUT/kept"
 ip netns add "$NS"
@@ -27,7 +31,7 @@ ip -n "$NS" link set lo up
 ip netns exec "$NS" timeout "$((DURATION + 60))" "$STALECONN" -i lo --duration "$((DURATION + 20))s" \
     --format json --summary-every 30s \
     --keep-flagged "$OUT/kept" --keep-flagged-files "$FILES" --keep-flagged-size "$SIZE" \
-    tcp port 18080 or tcp port 18081 > "$OUT/events.jsonl" 2> "$OUT/staleconn.err" &
+    "${EXTRA[@]}" tcp port 18080 or tcp port 18081 > "$OUT/events.jsonl" 2> "$OUT/staleconn.err" &
 SC=$!
 sleep 1
 ip netns exec "$NS" timeout "$((DURATION + 60))" python3 "$LAB/soak_traffic.py" "$DURATION" \
@@ -42,7 +46,12 @@ while kill -0 "$SC" 2>/dev/null; do
     rss=$(awk '/^VmRSS/ {print $2}' "/proc/$pid/status" 2>/dev/null || true)
     files=$(find "$OUT/kept" -name 'staleconn-*.pcap' 2>/dev/null | wc -l)
     bytes=$(find "$OUT/kept" -name 'staleconn-*.pcap' -printf '%s\n' 2>/dev/null | awk '{s += $1} END {print s + 0}')
-    [ -n "$rss" ] && printf '%s\t%s\t%s\t%s\n' "$(( $(date +%s) - start ))" "$rss" "$files" "$bytes" >> "$OUT/soak-rss.tsv"
+    elapsed=$(( $(date +%s) - start ))
+    [ -n "$rss" ] && printf '%s\t%s\t%s\t%s\n' "$elapsed" "$rss" "$files" "$bytes" >> "$OUT/soak-rss.tsv"
+    if [ -n "$METRICS" ] && [ $(( elapsed % 60 )) -lt 30 ]; then
+        ip netns exec "$NS" timeout 5 python3 -c 'import sys, urllib.request; sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=4).read().decode())' \
+            "http://$METRICS/metrics" > "$OUT/metrics-$elapsed.txt" 2>/dev/null || true
+    fi
     sleep 30
 done
 wait "$TRAFFIC" || true
