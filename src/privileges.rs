@@ -16,19 +16,8 @@ pub fn drop_root(user: Option<&str>) -> Result<Option<String>> {
     if unsafe { libc::geteuid() } != 0 {
         return Ok(None);
     }
-    let name = user.unwrap_or(DEFAULT_USER);
-    if name == "root" {
-        return Ok(Some(name.to_string()));
-    }
-    let c_name = CString::new(name).map_err(|_| anyhow::anyhow!("-Z {name}: not a user name"))?;
-    // SAFETY: getpwnam takes a NUL-terminated string; the record it returns is read before
-    // any other call could overwrite it (the process is single-threaded here).
-    let (uid, gid) = unsafe {
-        let entry = libc::getpwnam(c_name.as_ptr());
-        if entry.is_null() {
-            bail!("-Z {name}: no such user (name another with -Z, or keep root with -Z root)");
-        }
-        ((*entry).pw_uid, (*entry).pw_gid)
+    let Some((name, uid, gid)) = user_to_become(user)? else {
+        return Ok(Some("root".to_string()));
     };
     // SAFETY: plain system calls on integers; order matters: groups and gid while still root.
     let failed = unsafe {
@@ -54,12 +43,23 @@ pub fn hand_over(dir: &std::path::Path, user: Option<&str>) -> Result<()> {
     if unsafe { libc::geteuid() } != 0 {
         return Ok(());
     }
+    let Some((name, uid, gid)) = user_to_become(user)? else {
+        return Ok(());
+    };
+    std::os::unix::fs::chown(dir, Some(uid), Some(gid))
+        .map_err(|e| anyhow::anyhow!("{}: cannot hand it to {name} ({e})", dir.display()))
+}
+
+/// The user a root process becomes for `user` (`DEFAULT_USER` if `None`), with its uid
+/// and gid; `None` for `root`, which stays.
+fn user_to_become(user: Option<&str>) -> Result<Option<(&str, libc::uid_t, libc::gid_t)>> {
     let name = user.unwrap_or(DEFAULT_USER);
     if name == "root" {
-        return Ok(());
+        return Ok(None);
     }
     let c_name = CString::new(name).map_err(|_| anyhow::anyhow!("-Z {name}: not a user name"))?;
-    // SAFETY: as in `drop_root`: the record is read at once.
+    // SAFETY: getpwnam takes a NUL-terminated string; the record it returns is read before
+    // any other call could overwrite it (the process is single-threaded here).
     let (uid, gid) = unsafe {
         let entry = libc::getpwnam(c_name.as_ptr());
         if entry.is_null() {
@@ -67,6 +67,5 @@ pub fn hand_over(dir: &std::path::Path, user: Option<&str>) -> Result<()> {
         }
         ((*entry).pw_uid, (*entry).pw_gid)
     };
-    std::os::unix::fs::chown(dir, Some(uid), Some(gid))
-        .map_err(|e| anyhow::anyhow!("{}: cannot hand it to {name} ({e})", dir.display()))
+    Ok(Some((name, uid, gid)))
 }
