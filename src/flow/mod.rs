@@ -9,6 +9,7 @@ pub mod sniff;
 pub mod software;
 pub mod tls;
 pub mod tracker;
+pub mod wire;
 
 use std::collections::VecDeque;
 
@@ -21,6 +22,7 @@ use index::FlowIndex;
 use seq::Seq;
 use sniff::Payload;
 pub use tracker::Tracker;
+pub use wire::Protocol;
 
 /// Where and when a packet was: its frame number in the capture and its time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -238,6 +240,8 @@ pub struct Flow {
     pub tls: Option<Box<tls::TlsState>>,
     /// The client sent HTTP/2's connection preface in the clear (h2c).
     pub http2_clear: bool,
+    /// What it carries: from the server's port, then from the first bytes either way.
+    pub protocol: Protocol,
     /// A plaintext response said `Connection: close`.
     pub connection_close: bool,
     /// A plaintext response said `Keep-Alive: timeout=N` (seconds).
@@ -347,6 +351,7 @@ impl Flow {
             zero_window_probes: 0,
             tls: None,
             http2_clear: false,
+            protocol: Protocol::by_port(server.port()),
             connection_close: false,
             keepalive_header_s: None,
             longest_answered_silence: None,
