@@ -65,13 +65,14 @@ fn judge(flow: &Flow, evidence: &mut Evidence, worded: bool) -> (Verdict, String
             .or(close.close_notify)
             .map_or(close.fin.frame, |s| s.frame);
         // And the client's with its close_notify, where it sent one.
-        let client_began = match (
+        let client_began = [
             client_fin.map(|f| f.frame),
             flow.tls.as_ref().and_then(|t| t.client_alert_frame),
-        ) {
-            (Some(fin), Some(alert)) => Some(fin.min(alert)),
-            (fin, alert) => fin.or(alert),
-        };
+            flow.db.as_ref().and_then(|db| db.client_goodbye),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
         let server_first =
             client_began.is_none_or(|c| c > began) && client_rst.is_none_or(|r| r.at.frame > began);
         if server_first {
@@ -131,6 +132,9 @@ fn judge(flow: &Flow, evidence: &mut Evidence, worded: bool) -> (Verdict, String
         flow.responses,
         flow.requests
     );
+    if let Some(found) = reset_when_idle(flow, evidence, worded) {
+        return found;
+    }
     if let Some(fin) = client_fin
         && client_rst.is_none_or(|r| r.at.frame > fin.frame)
         && server_rst.is_none_or(|r| r.at.frame > fin.frame)
@@ -171,4 +175,45 @@ fn judge(flow: &Flow, evidence: &mut Evidence, worded: bool) -> (Verdict, String
             flow.last.frame
         ),
     )
+}
+
+/// The server closed an idle connection by RST (MariaDB at `wait_timeout`): an abort from
+/// its own socket (RST|ACK, its own TTL) after it had been idle, with nothing waiting for
+/// an answer and before the client closed. Nobody reused it.
+fn reset_when_idle(
+    flow: &Flow,
+    evidence: &mut Evidence,
+    worded: bool,
+) -> Option<(Verdict, String)> {
+    let rst = flow.from_server.rst?;
+    let idle = flow.idle_at_server_reset()?;
+    let waiting = flow.last_request.is_some_and(|r| r.answered.is_none());
+    let client_first = flow.from_client.fin.is_some_and(|f| f.frame < rst.at.frame)
+        || flow
+            .from_client
+            .rst
+            .is_some_and(|r| r.at.frame < rst.at.frame)
+        || flow
+            .db
+            .as_ref()
+            .and_then(|db| db.client_goodbye)
+            .is_some_and(|frame| frame < rst.at.frame);
+    if flow.from_server.ttl != Some(rst.ttl) || waiting || client_first || idle < IMMEDIATE_CLOSE {
+        return None;
+    }
+    evidence.server_close_by = Some("rst");
+    evidence.server_close_idle_s = Some(secs(idle));
+    evidence.rst_frame = Some(rst.at.frame);
+    evidence.rst_from = Some("server");
+    evidence.rst_ttl = Some(rst.ttl);
+    Some((
+        Verdict::IdleClosed,
+        say!(
+            worded,
+            "server reset the connection after {} idle (RST #{}, no FIN: an abort from its own socket, TTL {}); the client did not reuse it",
+            human(idle),
+            rst.at.frame,
+            rst.ttl
+        ),
+    ))
 }

@@ -3,7 +3,9 @@
 //! even an ACK; the client retransmitted it with growing back-off until it gave up (FIN or
 //! RST) or the capture ended. Applications report a hang or a read timeout.
 
-use super::{Evidence, Finding, Thresholds, Verdict, idle_for_a_middlebox};
+use super::{
+    Evidence, Finding, Thresholds, Verdict, idle_for_a_middlebox, request_noun, setting_owner,
+};
 use crate::flow::{End, Flow, Stamp};
 use crate::time::{human, secs};
 
@@ -102,7 +104,8 @@ pub fn idle_blackhole(flow: &Flow, thresholds: &Thresholds) -> Option<Finding> {
         n => format!("retransmitted {n} times"),
     };
     let sentence = format!(
-        "request #{} after {} of silence got nothing back (no ACK, no data, no RST): {retransmissions} over {} (last #{}); {ending}; the server was last heard from at #{}, {} before the request",
+        "{} #{} after {} of silence got nothing back (no ACK, no data, no RST): {retransmissions} over {} (last #{}); {ending}; the server was last heard from at #{}, {} before the request",
+        request_noun(flow, &request),
         request.at.frame,
         human(request.silence_before),
         human(span),
@@ -120,7 +123,8 @@ pub fn idle_blackhole(flow: &Flow, thresholds: &Thresholds) -> Option<Finding> {
         None => sentence,
     };
     let fix = format!(
-        "set the client's max idle time, or TCP keepalive, below the middlebox's idle timeout (it dropped this connection after {} of silence; Azure Load Balancer drops silently after 4 min by default), and a read timeout so that a hang fails fast",
+        "set the {}'s max idle time, or TCP keepalive, below the middlebox's idle timeout (it dropped this connection after {} of silence; Azure Load Balancer drops silently after 4 min by default), and a read timeout so that a hang fails fast",
+        setting_owner(flow),
         human(request.silence_before)
     );
     Some(Finding {

@@ -11,6 +11,7 @@ pub const ACK: u8 = TcpFlags::ACK;
 pub const PSH_ACK: u8 = TcpFlags::PSH | TcpFlags::ACK;
 pub const FIN_ACK: u8 = TcpFlags::FIN | TcpFlags::ACK;
 pub const RST: u8 = TcpFlags::RST;
+pub const RST_ACK: u8 = TcpFlags::RST | TcpFlags::ACK;
 pub const GET: &[u8] = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
 pub const OK: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
 pub const C: bool = true;

@@ -11,7 +11,7 @@ mod race;
 
 use serde::Serialize;
 
-use crate::flow::{CaptureSide, Flow};
+use crate::flow::{CaptureSide, Flow, Protocol, Request};
 use crate::time::{NANOS_PER_SEC, Nanos, secs};
 
 /// What happened to a flow.
@@ -282,6 +282,21 @@ pub struct Evidence {
     pub peer_answer_frame: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub connection_close: Option<bool>,
+    /// Database and cache flows only: `postgresql`, `mysql` or `redis`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<&'static str>,
+    /// The request was a pool's validation query (COM_PING, an empty query, PING).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub validation_query: Option<bool>,
+    /// The server's last words before its close: PostgreSQL's FATAL ErrorResponse or a
+    /// MySQL error packet, as code and message, and its frame.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_goodbye: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_goodbye_frame: Option<u64>,
+    /// How the server closed, when not by FIN: `rst` (MariaDB's idle close).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_close_by: Option<&'static str>,
 }
 
 impl Evidence {
@@ -296,8 +311,63 @@ impl Evidence {
             request_idle_s: request.and_then(|r| r.idle_before).map(secs),
             request_silence_s: request.map(|r| secs(r.silence_before)),
             request_retransmissions: request.map(|r| r.retransmissions),
+            protocol: flow.protocol.is_database().then(|| flow.protocol.name()),
+            validation_query: request
+                .filter(|_| flow.protocol.is_database())
+                .map(|r| r.validation),
+            server_goodbye: server_goodbye(flow).map(|(_, words)| words),
+            server_goodbye_frame: server_goodbye(flow).map(|(frame, _)| frame),
             ..Evidence::default()
         }
+    }
+}
+
+/// The server's last words before it closed, as people read them ("FATAL 57P05
+/// terminating connection due to idle-session timeout"), and their frame.
+fn server_goodbye(flow: &Flow) -> Option<(u64, String)> {
+    let (at, words) = flow.db.as_ref()?.server_goodbye.as_ref()?;
+    let what = match flow.protocol {
+        Protocol::Postgres => "FATAL ",
+        _ => "error ",
+    };
+    Some((at.frame, format!("{what}{} {}", words.code, words.message)))
+}
+
+/// What the client sent, as a sentence names it: "request" for HTTP and unknown
+/// protocols, "PostgreSQL query", "Redis command", or a pool's validation query.
+fn request_noun(flow: &Flow, request: &Request) -> String {
+    let protocol = flow.protocol;
+    if !protocol.is_database() {
+        return "request".to_string();
+    }
+    let what = match (protocol, request.validation) {
+        (Protocol::Redis, true) => "PING",
+        (Protocol::Redis, false) => "command",
+        (_, true) => "validation query",
+        (_, false) => "query",
+    };
+    format!("{} {what}", protocol.label())
+}
+
+/// For a pool's validation query that failed: what the pool does about it.
+fn validation_note(flow: &Flow, request: &Request) -> &'static str {
+    match (flow.protocol, request.validation) {
+        (Protocol::Postgres | Protocol::Mysql, true) => {
+            "; it was the pool's check before lending the connection (HikariCP validates a connection idle over 500 ms: it logs \"Failed to validate connection\" and opens a new one, so the application sees only latency)"
+        }
+        (Protocol::Redis, true) => {
+            "; it was a health check (redis-py's health_check_interval): the client reconnects and retries"
+        }
+        _ => "",
+    }
+}
+
+/// Who the setting is for: a pool, or an HTTP client.
+fn setting_owner(flow: &Flow) -> &'static str {
+    if flow.protocol.is_database() {
+        "pool"
+    } else {
+        "client"
     }
 }
 

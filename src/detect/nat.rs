@@ -1,7 +1,10 @@
 //! The NAT idle reset: a middlebox forgot a connection that sat idle too long and told
 //! nobody; the client's next request on it was answered by RST, with no FIN and no response.
 
-use super::{Evidence, Finding, Thresholds, Verdict, idle_for_a_middlebox};
+use super::{
+    Evidence, Finding, Thresholds, Verdict, idle_for_a_middlebox, request_noun, setting_owner,
+    validation_note,
+};
 use crate::flow::{CaptureSide, Flow};
 use crate::time::{human, secs};
 
@@ -98,15 +101,18 @@ pub fn nat_idle_reset(flow: &Flow, thresholds: &Thresholds) -> Option<Finding> {
         n => format!(", {n} retransmissions"),
     };
     let sentence = format!(
-        "request #{} after {} of silence was answered {} later by RST #{}{retrans} (no FIN, no response); sent by {}: {why}",
+        "{} #{} after {} of silence was answered {} later by RST #{}{retrans} (no FIN, no response); sent by {}: {why}{}",
+        request_noun(flow, &request),
         request.at.frame,
         human(request.silence_before),
         human(to_rst),
         rst.at.frame,
         who,
+        validation_note(flow, &request),
     );
     let fix = format!(
-        "set the client's max idle time, or TCP keepalive, below the middlebox's idle timeout (it forgot this connection within {} of silence; AWS NAT Gateway's is 350 s)",
+        "set the {}'s max idle time, or TCP keepalive, below the middlebox's idle timeout (it forgot this connection within {} of silence; AWS NAT Gateway's is 350 s)",
+        setting_owner(flow),
         human(request.silence_before)
     );
     Some(Finding {

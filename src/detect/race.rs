@@ -2,12 +2,20 @@
 //! the client reused it; the request crossed the FIN in flight, or was sent after the FIN had
 //! arrived, and got no response.
 
-use super::{Evidence, Finding, IMMEDIATE_CLOSE, Verdict};
-use crate::flow::{CaptureSide, Flow, ServerClose};
+use super::{Evidence, Finding, IMMEDIATE_CLOSE, Verdict, request_noun, validation_note};
+use crate::flow::{CaptureSide, Flow, Request, ServerClose};
 use crate::time::{human, secs};
 
 pub fn keepalive_race(flow: &Flow) -> Option<Finding> {
-    let close = flow.server_close?;
+    match flow.server_close {
+        Some(close) => met_the_fin(flow, close),
+        None => met_the_reset(flow),
+    }
+}
+
+/// The request met a close by FIN (after a close_notify, a GOAWAY or a database's last
+/// words, where the server sent them).
+fn met_the_fin(flow: &Flow, close: ServerClose) -> Option<Finding> {
     let request = flow.last_request?;
     if request.answered.is_some() {
         return None;
@@ -54,23 +62,9 @@ pub fn keepalive_race(flow: &Flow) -> Option<Finding> {
     evidence.rst_from = rst.map(|_| "server");
     evidence.rst_ttl = rst.map(|r| r.ttl);
 
-    let idle = match request.idle_before {
-        Some(i) => format!(" after {} idle", human(i)),
-        None if request.at.frame == flow.first.frame => {
-            " (the first packet captured of this connection: the idle before it is not visible)"
-                .to_string()
-        }
-        None => format!(
-            " (the capture began {} before it: the idle before it is not visible)",
-            human(request.at.ts.since(flow.first.ts))
-        ),
-    };
+    let idle = idle_phrase(flow, &request);
     let offset = human(request_minus_fin.saturating_abs());
-    let side = match flow.capture_side() {
-        CaptureSide::Client => "at the client",
-        CaptureSide::Server => "at the server",
-        CaptureSide::Unknown => "where captured",
-    };
+    let side = side_phrase(flow);
     let how = if sent_after_fin {
         format!(
             "was sent after the server's FIN #{} had reached the client (it acknowledges the FIN; {offset} apart {side})",
@@ -90,7 +84,7 @@ pub fn keepalive_race(flow: &Flow) -> Option<Finding> {
     let prelude = match close.prelude {
         Some(p) => format!(
             ", {} #{}",
-            prelude_phrase(prelude_kind(flow, close)),
+            prelude_phrase(flow, prelude_kind(flow, close)),
             p.frame
         ),
         None => String::new(),
@@ -109,17 +103,12 @@ pub fn keepalive_race(flow: &Flow) -> Option<Finding> {
         None => "no answer".to_string(),
     };
     let sentence = format!(
-        "request #{}{idle} {how}; {closed}{notify}; {answer}",
+        "{} #{}{idle} {how}; {closed}{notify}; {answer}{}",
+        request_noun(flow, &request),
         request.at.frame,
+        validation_note(flow, &request),
     );
-    let fix = match close_idle {
-        Some(idle) => format!(
-            "set the client's max idle time to {} s, below the server's {:.2} s keep-alive",
-            crate::advice::max_idle_below_server(secs(idle)),
-            secs(idle)
-        ),
-        None => "set the client's max idle time below the server's keep-alive timeout (this flow does not show it: the capture began mid-connection)".to_string(),
-    };
+    let fix = fix(flow, close_idle);
     Some(Finding {
         verdict: Verdict::KeepaliveRace,
         evidence,
@@ -128,9 +117,122 @@ pub fn keepalive_race(flow: &Flow) -> Option<Finding> {
     })
 }
 
+/// The request met the server's close by RST: it aborted the idle connection (MariaDB at
+/// `wait_timeout`) with RST|ACK from its own socket, whose acknowledgement does not cover
+/// the request: the server never had it.
+fn met_the_reset(flow: &Flow) -> Option<Finding> {
+    let request = flow.last_request?;
+    if request.answered.is_some() {
+        return None;
+    }
+    let rst = flow.from_server.rst?;
+    let ack = rst.ack()?;
+    if flow.from_server.ttl != Some(rst.ttl) || ack.after(request.seq) {
+        return None;
+    }
+    let close_idle = flow.idle_at_server_reset()?;
+    if close_idle < IMMEDIATE_CLOSE {
+        return None;
+    }
+    let request_minus_rst = request.at.ts.since(rst.at.ts);
+
+    let mut evidence = Evidence::for_flow(flow);
+    evidence.server_close_by = Some("rst");
+    evidence.server_close_idle_s = Some(secs(close_idle));
+    evidence.crossing = Some("crossed_in_flight");
+    evidence.answer = Some("rst");
+    evidence.rst_frame = Some(rst.at.frame);
+    evidence.rst_from = Some("server");
+    evidence.rst_ttl = Some(rst.ttl);
+    evidence.server_ttl = flow.from_server.ttl;
+    evidence.rst_sent_by = Some("server");
+
+    let offset = human(request_minus_rst.saturating_abs());
+    let when = if request_minus_rst <= 0 {
+        "before"
+    } else {
+        "after"
+    };
+    let sentence = format!(
+        "{} #{}{} crossed the server's RST #{} in flight ({offset} {when} the RST {}); the server reset the connection after {} idle, with no FIN: an abort from its own socket (TTL {}, its ACK covers nothing of the {}){}",
+        request_noun(flow, &request),
+        request.at.frame,
+        idle_phrase(flow, &request),
+        rst.at.frame,
+        side_phrase(flow),
+        human(close_idle),
+        rst.ttl,
+        if flow.protocol.is_database() {
+            "query"
+        } else {
+            "request"
+        },
+        validation_note(flow, &request),
+    );
+    Some(Finding {
+        verdict: Verdict::KeepaliveRace,
+        evidence,
+        sentence,
+        fix: Some(fix(flow, Some(close_idle))),
+    })
+}
+
+/// " after 4.961 s idle", or why the idle is not visible.
+fn idle_phrase(flow: &Flow, request: &Request) -> String {
+    match request.idle_before {
+        Some(i) => format!(" after {} idle", human(i)),
+        None if request.at.frame == flow.first.frame => {
+            " (the first packet captured of this connection: the idle before it is not visible)"
+                .to_string()
+        }
+        None => format!(
+            " (the capture began {} before it: the idle before it is not visible)",
+            human(request.at.ts.since(flow.first.ts))
+        ),
+    }
+}
+
+fn side_phrase(flow: &Flow) -> &'static str {
+    match flow.capture_side() {
+        CaptureSide::Client => "at the client",
+        CaptureSide::Server => "at the server",
+        CaptureSide::Unknown => "where captured",
+    }
+}
+
+/// The setting that ends the race: the client's (or pool's) max idle below the server's
+/// timer.
+fn fix(flow: &Flow, close_idle: Option<crate::time::Nanos>) -> String {
+    let (owner, timer) = if flow.protocol.is_database() {
+        ("pool", "idle timeout")
+    } else {
+        ("client", "keep-alive")
+    };
+    match close_idle {
+        Some(idle) => format!(
+            "set the {owner}'s max idle time to {} s, below the server's {:.2} s {timer}",
+            crate::advice::max_idle_below_server(secs(idle)),
+            secs(idle)
+        ),
+        None => format!(
+            "set the {owner}'s max idle time below the server's {timer} (this flow does not show it: the capture began mid-connection)"
+        ),
+    }
+}
+
 /// What the server sent before its close_notify and FIN that answered no request.
 fn prelude_kind(flow: &Flow, close: ServerClose) -> &'static str {
-    if close.goaway {
+    let goodbye = flow
+        .db
+        .as_ref()
+        .and_then(|db| db.server_goodbye.as_ref())
+        .filter(|(at, _)| close.prelude.is_some_and(|p| p.frame == at.frame));
+    if goodbye.is_some() {
+        match flow.protocol {
+            crate::flow::Protocol::Postgres => "postgresql_fatal",
+            _ => "mysql_error",
+        }
+    } else if close.goaway {
         "http2_goaway"
     } else if flow.tls.is_some() && close.close_notify.is_some() {
         "tls_record_before_close_notify"
@@ -139,18 +241,93 @@ fn prelude_kind(flow: &Flow, close: ServerClose) -> &'static str {
     }
 }
 
-fn prelude_phrase(kind: &str) -> &'static str {
+fn prelude_phrase(flow: &Flow, kind: &str) -> String {
+    match kind {
+        "postgresql_fatal" | "mysql_error" => {
+            let words = super::server_goodbye(flow).map_or(String::new(), |(_, w)| w);
+            let what = if kind == "postgresql_fatal" {
+                "ErrorResponse"
+            } else {
+                "error packet"
+            };
+            return format!("{what} \"{words}\"");
+        }
+        _ => {}
+    }
     match kind {
         "http2_goaway" => "HTTP/2 GOAWAY",
         "tls_record_before_close_notify" => "a record that answered nothing (HTTP/2's GOAWAY)",
         _ => "data that answered nothing",
     }
+    .to_string()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::detect::built::{ACK, C, FIN_ACK, GET, OK, PSH_ACK, S, SYN, SYN_ACK, flow};
+    use crate::detect::built::{
+        ACK, C, FIN_ACK, GET, OK, PSH_ACK, RST, RST_ACK, S, SYN, SYN_ACK, flow,
+    };
+
+    /// A MariaDB server's greeting, the client's login, its OK, a query and its result.
+    const GREETING: &[u8] = b"\x0f\0\0\0\x0a10.11.6-Maria\0";
+    const LOGIN: &[u8] = b"\x05\0\0\x01\x85\xa6\x3f\x20\0";
+    const LOGIN_OK: &[u8] = b"\x07\0\0\x02\0\0\0\x02\0\0\0";
+    const QUERY: &[u8] = b"\x09\0\0\0\x03select 2";
+    const RESULT: &[u8] = b"\x01\0\0\x01\x01";
+    const PING: &[u8] = b"\x01\0\0\0\x0e";
+
+    /// MariaDB at `wait_timeout`: RST|ACK from its own socket after 3 s idle, crossing the
+    /// client's next command (`next`) in flight.
+    fn mariadb_reset_crossing(next: &'static [u8]) -> Flow {
+        let (g, l, o) = (
+            GREETING.len() as u32,
+            LOGIN.len() as u32,
+            LOGIN_OK.len() as u32,
+        );
+        let (q, r) = (QUERY.len() as u32, RESULT.len() as u32);
+        flow(&[
+            (0.00, C, SYN, 0, 0, b""),
+            (0.05, S, SYN_ACK, 0, 1, b""),
+            (0.05, C, ACK, 1, 1, b""),
+            (0.10, S, PSH_ACK, 1, 1, GREETING),
+            (0.10, C, PSH_ACK, 1, 1 + g, LOGIN),
+            (0.15, S, PSH_ACK, 1 + g, 1 + l, LOGIN_OK),
+            (0.15, C, PSH_ACK, 1 + l, 1 + g + o, QUERY),
+            (0.20, S, PSH_ACK, 1 + g + o, 1 + l + q, RESULT),
+            (3.18, C, PSH_ACK, 1 + l + q, 1 + g + o + r, next),
+            (3.21, S, RST_ACK, 1 + g + o + r, 1 + l + q, b""),
+            (3.23, S, RST, 1 + g + o + r, 0, b""),
+        ])
+    }
+
+    #[test]
+    fn a_query_that_crosses_mariadbs_reset_met_its_idle_close() {
+        let crossing = mariadb_reset_crossing(QUERY);
+        assert_eq!(crossing.protocol, crate::flow::Protocol::Mysql);
+        let finding = keepalive_race(&crossing).expect("the query crossed the server's RST");
+        assert_eq!(finding.evidence.server_close_by, Some("rst"));
+        assert_eq!(finding.evidence.crossing, Some("crossed_in_flight"));
+        assert_eq!(finding.evidence.rst_frame, Some(10));
+        assert_eq!(finding.evidence.server_close_idle_s, Some(3.01));
+        assert_eq!(finding.evidence.protocol, Some("mysql"));
+        assert_eq!(finding.evidence.validation_query, Some(false));
+        assert!(
+            finding
+                .sentence
+                .starts_with("MySQL query #9 after 2.980 s idle crossed the server's RST #10"),
+            "{}",
+            finding.sentence
+        );
+    }
+
+    #[test]
+    fn a_pools_validation_query_is_named_as_one() {
+        let finding = keepalive_race(&mariadb_reset_crossing(PING)).expect("a race");
+        assert_eq!(finding.evidence.validation_query, Some(true));
+        assert!(finding.sentence.starts_with("MySQL validation query #9"));
+        assert!(finding.sentence.contains("Failed to validate connection"));
+    }
 
     /// Damaged timestamps: a request stamped near i64's start crossing a FIN stamped near
     /// its end. The gap saturates, and its absolute value must not overflow.

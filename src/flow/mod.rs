@@ -81,6 +81,9 @@ pub struct Request {
     pub last_retransmission: Option<Stamp>,
     /// The server's first payload after it.
     pub answered: Option<Stamp>,
+    /// A pool's validation query (MySQL COM_PING, PostgreSQL's empty query, Redis PING),
+    /// seen in the clear: the pool checked the connection before lending it.
+    pub validation: bool,
     /// The server sent data after it that did not acknowledge it (the rest of an earlier
     /// answer): whatever acknowledges it later is not a plain answer, and may begin a close.
     server_data_after: bool,
@@ -109,6 +112,19 @@ pub struct Reset {
     pub at: Stamp,
     /// IPv4 TTL or IPv6 hop limit of the RST.
     pub ttl: u8,
+    /// It carries the ACK flag. A socket that aborts (a server closing an idle connection
+    /// by RST, as MariaDB does) sends RST|ACK with what it had received; a RST answering a
+    /// segment the host has no socket for (RFC 9293 3.10.7.1), or a middlebox's REJECT,
+    /// takes its sequence number from that segment and has no ACK.
+    with_ack: bool,
+    ack: Seq,
+}
+
+impl Reset {
+    /// Its acknowledgement, when it carries the ACK flag.
+    pub fn ack(&self) -> Option<Seq> {
+        self.with_ack.then_some(self.ack)
+    }
 }
 
 /// What a packet carried, as a timeline shows it.
@@ -164,6 +180,20 @@ pub struct HttpLines {
     pub request: Option<(u64, String)>,
     pub status: Option<(u64, String)>,
     pub heads: software::HeadsSeen,
+}
+
+/// What a database or cache connection showed beyond requests and answers. Boxed: only
+/// those flows pay for it.
+#[derive(Debug, Clone, Default)]
+pub struct DbState {
+    /// The client's goodbye (PostgreSQL Terminate, MySQL COM_QUIT, Redis QUIT): it began
+    /// the close, and it is no request.
+    pub client_goodbye: Option<u64>,
+    /// The server's last words before it closed (PostgreSQL's FATAL ErrorResponse, a MySQL
+    /// error packet), sent when no request was waiting for them.
+    pub server_goodbye: Option<(Stamp, wire::ServerWords)>,
+    /// The client asked to go on in TLS: its next handshake record begins TLS.
+    tls_upgrade: bool,
 }
 
 /// Packets kept per flow for its timeline: the end of a flow is where its failure is.
@@ -262,6 +292,8 @@ pub struct Flow {
     pub recent: VecDeque<PacketNote>,
     /// Plaintext HTTP only: its latest request and status lines.
     pub http_lines: Option<Box<HttpLines>>,
+    /// Database and cache protocols only: the goodbyes and the TLS upgrade.
+    pub db: Option<Box<DbState>>,
     last_payload: Option<Timestamp>,
     last_activity: Option<Timestamp>,
     /// Server data after its quiet that was no plain answer, and the idle measured before
@@ -361,6 +393,7 @@ impl Flow {
             end: End::CaptureEnd,
             recent,
             http_lines: None,
+            db: None,
             last_payload: None,
             last_activity: None,
             pending_prelude: None,
@@ -433,6 +466,15 @@ impl Flow {
         }
     }
 
+    /// How long the connection had been idle, as the server saw it, when it sent its RST:
+    /// since the last payload it had, a request its RST does not acknowledge left out.
+    /// Worked out when judged: after a RST no payload the server had can follow.
+    pub fn idle_at_server_reset(&self) -> Option<Nanos> {
+        let rst = self.from_server.rst?;
+        let reference = self.server_idle_reference(rst.ack()?)?;
+        Some(rst.at.ts.since(reference))
+    }
+
     fn observe(&mut self, seg: &Segment, at: Stamp, from_client: bool) {
         let carried = self.track(seg, at, from_client);
         if self.recent.len() == TIMELINE_PACKETS {
@@ -476,7 +518,12 @@ impl Flow {
 
         if flags.rst() {
             if dir.rst.is_none() {
-                dir.rst = Some(Reset { at, ttl: seg.ttl });
+                dir.rst = Some(Reset {
+                    at,
+                    ttl: seg.ttl,
+                    with_ack: flags.ack(),
+                    ack: Seq(seg.ack),
+                });
             }
             self.note_activity(at);
             return Carried::Nothing;
@@ -622,9 +669,15 @@ impl Flow {
         let skip = if gap { 0 } else { next.0.wrapping_sub(seq.0) };
 
         let payload = sniff::classify(seg.payload);
-        if self.last_payload.is_none()
+        if self.last_payload.is_none() {
+            self.recognise(seg.payload, payload, from_client);
+        }
+        // TLS from the first byte, or after a database client asked for it.
+        let upgraded = from_client && self.db.as_ref().is_some_and(|db| db.tls_upgrade);
+        if (self.last_payload.is_none() || upgraded)
             && self.tls.is_none()
             && let Payload::Tls { record } = payload
+            && (!upgraded || record.content_type == sniff::TLS_HANDSHAKE)
         {
             self.tls = Some(Box::new(tls::TlsState::new(record)));
         }
@@ -682,6 +735,38 @@ impl Flow {
         }
     }
 
+    /// What the connection's first payload says it carries: bytes beat the port.
+    fn recognise(&mut self, captured: &[u8], payload: Payload, from_client: bool) {
+        let seen = match payload {
+            Payload::HttpRequest | Payload::HttpResponse => Some(Protocol::Http),
+            _ if captured.starts_with(sniff::HTTP2_PREFACE) => Some(Protocol::Http),
+            _ => wire::recognise(from_client, captured),
+        };
+        if let Some(protocol) = seen {
+            self.protocol = protocol;
+        }
+        if self.protocol.is_database() {
+            self.db.get_or_insert_default();
+        }
+    }
+
+    /// A database client's message in the clear that is no request: its goodbye, or its
+    /// request for TLS. Noted here; `true` if it was one.
+    fn database_control(&mut self, seg: &Segment, at: Stamp) -> bool {
+        let Some(db) = self.db.as_mut() else {
+            return false;
+        };
+        match wire::client_message(self.protocol, seg.payload, seg.payload_len) {
+            wire::ClientMessage::Goodbye => {
+                db.client_goodbye.get_or_insert(at.frame);
+            }
+            wire::ClientMessage::TlsUpgrade => db.tls_upgrade = true,
+            wire::ClientMessage::Request | wire::ClientMessage::Validation => return false,
+        }
+        self.note_payload(at);
+        true
+    }
+
     /// New client bytes from `new_data` on: set-up, or a request (new, or more of one).
     fn observe_client_data(
         &mut self,
@@ -716,6 +801,8 @@ impl Flow {
                 self.note_payload(at);
                 return;
             }
+            // A database client's goodbye, or its request for TLS.
+            None if self.database_control(seg, at) => return,
             None => new_data,
         };
         let received =
@@ -746,6 +833,10 @@ impl Flow {
                     retransmissions: 0,
                     last_retransmission: None,
                     answered: None,
+                    validation: walked.is_none()
+                        && self.db.is_some()
+                        && wire::client_message(self.protocol, seg.payload, seg.payload_len)
+                            == wire::ClientMessage::Validation,
                     server_data_after: false,
                 });
             }
@@ -801,6 +892,13 @@ impl Flow {
             };
             if let Some(t) = self.tls.as_mut() {
                 t.pending_alert = None;
+            }
+            if !answers
+                && walked.is_none()
+                && let Some(db) = self.db.as_mut()
+                && let Some(words) = wire::server_error(self.protocol, seg.payload)
+            {
+                db.server_goodbye = Some((at, words));
             }
             let goaway = self.http2_clear && sniff::http2_goaway(seg.payload);
             // A close begins after the server was quiet: data right behind other server

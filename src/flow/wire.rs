@@ -56,3 +56,331 @@ impl Protocol {
         }
     }
 }
+
+/// What a client's segment starts with, for a database or cache protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientMessage {
+    /// A query or command: it wants an answer.
+    Request,
+    /// A pool's check that the connection still works before lending it: MySQL COM_PING,
+    /// PostgreSQL's empty query (JDBC `isValid()`), `SELECT 1`, Redis PING.
+    Validation,
+    /// The client ends the connection: PostgreSQL Terminate, MySQL COM_QUIT, Redis QUIT.
+    /// It asks for no answer.
+    Goodbye,
+    /// The client asks to go on in TLS: PostgreSQL's SSLRequest, MySQL's SSL request
+    /// packet. TLS records follow once the server agrees.
+    TlsUpgrade,
+}
+
+/// PostgreSQL's SSLRequest: length 8, code 80877103.
+const PG_SSL_REQUEST: [u8; 8] = [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f];
+/// PostgreSQL's Terminate message: 'X', length 4.
+const PG_TERMINATE: [u8; 5] = [b'X', 0, 0, 0, 4];
+/// MySQL's commands (the first byte of a command packet's payload).
+const COM_QUIT: u8 = 0x01;
+const COM_QUERY: u8 = 0x03;
+const COM_PING: u8 = 0x0e;
+/// MySQL's capability flag asking for TLS in the client's handshake response.
+const CLIENT_SSL: u32 = 0x0800;
+
+/// What the client's segment starting with `captured` (of `len` bytes on the wire) is.
+pub fn client_message(protocol: Protocol, captured: &[u8], len: u32) -> ClientMessage {
+    match protocol {
+        Protocol::Postgres => postgres_client(captured, len),
+        Protocol::Mysql => mysql_client(captured, len),
+        Protocol::Redis => redis_client(captured),
+        Protocol::Unknown | Protocol::Http => ClientMessage::Request,
+    }
+}
+
+fn postgres_client(captured: &[u8], len: u32) -> ClientMessage {
+    if len == 8 && captured.starts_with(&PG_SSL_REQUEST) {
+        return ClientMessage::TlsUpgrade;
+    }
+    if len == 5 && captured.starts_with(&PG_TERMINATE) {
+        return ClientMessage::Goodbye;
+    }
+    match captured {
+        // Query: the text, NUL-terminated.
+        [b'Q', _, _, _, _, text @ ..] if is_validation_sql(c_string(text)) => {
+            ClientMessage::Validation
+        }
+        // Parse: the statement's name, then its text (pgjdbc sends every query so).
+        [b'P', _, _, _, _, rest @ ..] => {
+            let name = c_string(rest);
+            let text = rest.get(name.len() + 1..).map_or(&b"x"[..], c_string);
+            if is_validation_sql(text) {
+                ClientMessage::Validation
+            } else {
+                ClientMessage::Request
+            }
+        }
+        _ => ClientMessage::Request,
+    }
+}
+
+fn mysql_client(captured: &[u8], len: u32) -> ClientMessage {
+    let [l0, l1, l2, seq, body @ ..] = captured else {
+        return ClientMessage::Request;
+    };
+    let packet = u32::from_le_bytes([*l0, *l1, *l2, 0]);
+    match (seq, body) {
+        (0, [COM_QUIT, ..]) if packet == 1 && len == 5 => ClientMessage::Goodbye,
+        (0, [COM_PING, ..]) if packet == 1 => ClientMessage::Validation,
+        (0, [COM_QUERY, text @ ..]) => {
+            let text = &text[..text.len().min(packet.saturating_sub(1) as usize)];
+            if is_validation_sql(text) {
+                ClientMessage::Validation
+            } else {
+                ClientMessage::Request
+            }
+        }
+        // The short handshake response that asks for TLS: capabilities and nothing else
+        // a login needs (HandshakeResponse41 cut after its filler: 32 bytes).
+        (1, [c0, c1, c2, c3, ..]) if packet == 32 => {
+            let capabilities = u32::from_le_bytes([*c0, *c1, *c2, *c3]);
+            if capabilities & CLIENT_SSL != 0 {
+                ClientMessage::TlsUpgrade
+            } else {
+                ClientMessage::Request
+            }
+        }
+        _ => ClientMessage::Request,
+    }
+}
+
+fn redis_client(captured: &[u8]) -> ClientMessage {
+    let name = redis_command(captured);
+    if name.eq_ignore_ascii_case(b"QUIT") {
+        ClientMessage::Goodbye
+    } else if name.eq_ignore_ascii_case(b"PING") {
+        ClientMessage::Validation
+    } else {
+        ClientMessage::Request
+    }
+}
+
+/// The command name a Redis request starts with: a RESP array's first bulk string
+/// ("*1\r\n$4\r\nPING\r\n"), or an inline command's first word ("PING\r\n").
+fn redis_command(captured: &[u8]) -> &[u8] {
+    if let Some(rest) = captured.strip_prefix(b"*") {
+        let Some(header) = after_crlf(rest).and_then(|r| r.strip_prefix(b"$")) else {
+            return b"";
+        };
+        let Some(body) = after_crlf(header) else {
+            return b"";
+        };
+        let digits = &header[..header.len() - body.len() - 2];
+        let len: usize = std::str::from_utf8(digits)
+            .ok()
+            .and_then(|d| d.parse().ok())
+            .unwrap_or(0);
+        return body.get(..len).unwrap_or(b"");
+    }
+    let end = captured
+        .iter()
+        .position(|&b| b == b' ' || b == b'\r' || b == b'\n')
+        .unwrap_or(captured.len());
+    &captured[..end]
+}
+
+fn after_crlf(bytes: &[u8]) -> Option<&[u8]> {
+    let at = bytes.windows(2).position(|w| w == b"\r\n")?;
+    Some(&bytes[at + 2..])
+}
+
+/// The bytes up to the first NUL (all of them if the capture cut it).
+fn c_string(bytes: &[u8]) -> &[u8] {
+    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+    &bytes[..end]
+}
+
+/// A pool's validation query: empty (JDBC `isValid()` on PostgreSQL), `SELECT 1`, or one
+/// marked `/* ping */` (MySQL Connector/J's ping), spaces and a `;` aside.
+fn is_validation_sql(text: &[u8]) -> bool {
+    let text = text.trim_ascii();
+    let text = text.strip_suffix(b";").unwrap_or(text).trim_ascii();
+    text.is_empty()
+        || text.eq_ignore_ascii_case(b"SELECT 1")
+        || text.starts_with(b"/* ping */")
+        || text.eq_ignore_ascii_case(b"VALUES 1")
+}
+
+/// What the server says as it ends the connection: PostgreSQL's FATAL ErrorResponse, a
+/// MySQL error packet. Its code (SQLSTATE or MySQL error number) and message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerWords {
+    pub code: String,
+    pub message: String,
+}
+
+/// The server's FATAL error (PostgreSQL) or error packet (MySQL) that starts `captured`.
+pub fn server_error(protocol: Protocol, captured: &[u8]) -> Option<ServerWords> {
+    match protocol {
+        Protocol::Postgres => postgres_fatal(captured),
+        Protocol::Mysql => mysql_error(captured),
+        _ => None,
+    }
+}
+
+fn postgres_fatal(captured: &[u8]) -> Option<ServerWords> {
+    let [b'E', l0, l1, l2, l3, body @ ..] = captured else {
+        return None;
+    };
+    let len = u32::from_be_bytes([*l0, *l1, *l2, *l3]) as usize;
+    let mut fields: &[u8] = &body[..body.len().min(len.saturating_sub(4))];
+    let (mut severity, mut code, mut message): (&[u8], &[u8], &[u8]) = (b"", b"", b"");
+    while let [kind, rest @ ..] = fields
+        && *kind != 0
+    {
+        let value = c_string(rest);
+        match kind {
+            b'V' => severity = value,
+            b'S' if severity.is_empty() => severity = value,
+            b'C' => code = value,
+            b'M' => message = value,
+            _ => {}
+        }
+        fields = rest.get(value.len() + 1..).unwrap_or(&[]);
+    }
+    (severity == b"FATAL" || severity == b"PANIC").then(|| ServerWords {
+        code: String::from_utf8_lossy(code).into_owned(),
+        message: String::from_utf8_lossy(&message[..message.len().min(160)]).into_owned(),
+    })
+}
+
+fn mysql_error(captured: &[u8]) -> Option<ServerWords> {
+    let [l0, l1, l2, _seq, 0xff, c0, c1, rest @ ..] = captured else {
+        return None;
+    };
+    let packet = u32::from_le_bytes([*l0, *l1, *l2, 0]) as usize;
+    let rest = &rest[..rest.len().min(packet.saturating_sub(3))];
+    let message = match rest {
+        [b'#', _, _, _, _, _, message @ ..] => message,
+        message => message,
+    };
+    Some(ServerWords {
+        code: u16::from_le_bytes([*c0, *c1]).to_string(),
+        message: String::from_utf8_lossy(&message[..message.len().min(160)]).into_owned(),
+    })
+}
+
+/// The protocol the first bytes of a connection show, either way: PostgreSQL's startup
+/// or SSLRequest, a MySQL server's greeting, a Redis command as a RESP array.
+pub fn recognise(from_client: bool, captured: &[u8]) -> Option<Protocol> {
+    if from_client {
+        let postgres = matches!(
+            captured,
+            [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f | 0x30, ..] | [0, 0, _, _, 0, 3, 0, 0, ..]
+        );
+        if postgres {
+            return Some(Protocol::Postgres);
+        }
+        if let [b'*', b'1'..=b'9', ..] = captured
+            && !redis_command(captured).is_empty()
+        {
+            return Some(Protocol::Redis);
+        }
+        return None;
+    }
+    // The greeting: a packet numbered 0 of protocol version 10 with a printable version.
+    match captured {
+        [_, _, 0, 0, 10, b'0'..=b'9', ..] => Some(Protocol::Mysql),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn postgres_messages() {
+        let m = |bytes: &[u8]| client_message(Protocol::Postgres, bytes, bytes.len() as u32);
+        assert_eq!(m(&PG_SSL_REQUEST), ClientMessage::TlsUpgrade);
+        assert_eq!(m(&PG_TERMINATE), ClientMessage::Goodbye);
+        assert_eq!(m(b"Q\0\0\0\x0dSELECT 1\0"), ClientMessage::Validation);
+        assert_eq!(m(b"Q\0\0\0\x05\0"), ClientMessage::Validation);
+        assert_eq!(m(b"Q\0\0\0\x0eSELECT 42\0"), ClientMessage::Request);
+        // pgjdbc's isValid(): Parse of an empty query, unnamed.
+        assert_eq!(
+            m(b"P\0\0\0\x08\0\0\0\0B\0\0\0\x0c"),
+            ClientMessage::Validation
+        );
+        assert_eq!(m(b"P\0\0\0\x10\0select 2\0\0\0"), ClientMessage::Request);
+        // Terminate in the same segment as more bytes is not a goodbye alone.
+        assert_eq!(
+            client_message(Protocol::Postgres, &PG_TERMINATE, 9),
+            ClientMessage::Request
+        );
+    }
+
+    #[test]
+    fn mysql_messages() {
+        let m = |bytes: &[u8]| client_message(Protocol::Mysql, bytes, bytes.len() as u32);
+        assert_eq!(m(&[1, 0, 0, 0, COM_QUIT]), ClientMessage::Goodbye);
+        assert_eq!(m(&[1, 0, 0, 0, COM_PING]), ClientMessage::Validation);
+        assert_eq!(m(b"\x09\0\0\0\x03SELECT 1"), ClientMessage::Validation);
+        assert_eq!(m(b"\x0a\0\0\0\x03SELECT 42"), ClientMessage::Request);
+        let mut ssl = vec![32, 0, 0, 1, 0x05, 0xaa, 0, 0];
+        ssl.resize(36, 0);
+        assert_eq!(m(&ssl), ClientMessage::TlsUpgrade);
+    }
+
+    #[test]
+    fn redis_messages() {
+        let m = |bytes: &[u8]| client_message(Protocol::Redis, bytes, bytes.len() as u32);
+        assert_eq!(m(b"*1\r\n$4\r\nPING\r\n"), ClientMessage::Validation);
+        assert_eq!(m(b"*1\r\n$4\r\nQUIT\r\n"), ClientMessage::Goodbye);
+        assert_eq!(m(b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n"), ClientMessage::Request);
+        assert_eq!(m(b"PING\r\n"), ClientMessage::Validation);
+        assert_eq!(m(b"*2\r\n$99\r\nGE"), ClientMessage::Request);
+        assert_eq!(m(b"*"), ClientMessage::Request);
+    }
+
+    #[test]
+    fn server_goodbyes() {
+        // PostgreSQL 15 at idle_session_timeout.
+        let fatal = b"E\0\0\0\x73SFATAL\0VFATAL\0C57P05\0Mterminating connection due to idle-session timeout\0Fpostgres.c\0L3370\0RProcessInterrupts\0\0";
+        let words = server_error(Protocol::Postgres, fatal).unwrap();
+        assert_eq!(words.code, "57P05");
+        assert_eq!(
+            words.message,
+            "terminating connection due to idle-session timeout"
+        );
+        let error = b"E\0\0\0\x20SERROR\0VERROR\0C42601\0Mx\0\0";
+        assert_eq!(server_error(Protocol::Postgres, error), None);
+        // MySQL 8 at wait_timeout: ER_CLIENT_INTERACTION_TIMEOUT.
+        let mut mysql = vec![0, 0, 0, 0, 0xff, 0xbf, 0x0f, b'#'];
+        mysql.extend(b"HY000The client was disconnected");
+        mysql[0] = (mysql.len() - 4) as u8;
+        let words = server_error(Protocol::Mysql, &mysql).unwrap();
+        assert_eq!(words.code, "4031");
+        assert_eq!(words.message, "The client was disconnected");
+        assert_eq!(
+            server_error(Protocol::Mysql, b"\x07\0\0\x01\0\0\0\x02\0\0\0"),
+            None
+        );
+    }
+
+    #[test]
+    fn first_bytes() {
+        assert_eq!(recognise(true, &PG_SSL_REQUEST), Some(Protocol::Postgres));
+        assert_eq!(
+            recognise(true, b"\0\0\0\x29\0\x03\0\0user\0app\0"),
+            Some(Protocol::Postgres)
+        );
+        assert_eq!(
+            recognise(true, b"*3\r\n$3\r\nSET\r\n"),
+            Some(Protocol::Redis)
+        );
+        assert_eq!(
+            recognise(false, b"\x5b\0\0\0\x0a10.11.6-MariaDB\0"),
+            Some(Protocol::Mysql)
+        );
+        assert_eq!(recognise(true, b"GET / HTTP/1.1\r\n"), None);
+        assert_eq!(recognise(false, b"HTTP/1.1 200 OK"), None);
+        assert_eq!(recognise(true, b"*"), None);
+    }
+}
