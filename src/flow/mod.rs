@@ -154,6 +154,12 @@ pub enum Carried {
     HttpResponse {
         status: u16,
     },
+    /// A database or cache message in the clear: its protocol and the byte that says what
+    /// it is (`wire::message_name`).
+    Database {
+        protocol: Protocol,
+        tag: u8,
+    },
     /// Other new data (a continuation, another protocol).
     Data,
 }
@@ -723,6 +729,10 @@ impl Flow {
                 sniff::http_method_index(seg.payload)
                     .map_or(Carried::Data, |method| Carried::HttpRequest { method })
             }
+            (_, None) if self.db.is_some() && skip == 0 => Carried::Database {
+                protocol: self.protocol,
+                tag: wire::message_tag(self.protocol, from_client, seg.payload),
+            },
             (Payload::HttpResponse, _) => {
                 let lines = self.http_lines.get_or_insert_default();
                 let (frame, line) = lines.status.get_or_insert_default();

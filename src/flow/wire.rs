@@ -291,6 +291,56 @@ pub fn recognise(from_client: bool, captured: &[u8]) -> Option<Protocol> {
     }
 }
 
+/// The byte that says what a message is, for a timeline: PostgreSQL's message type (0 for
+/// a startup packet, 1 for SSLRequest), a MySQL command or a server packet's first byte
+/// (10 for the greeting), a RESP type byte.
+pub fn message_tag(protocol: Protocol, from_client: bool, captured: &[u8]) -> u8 {
+    match (protocol, captured) {
+        (Protocol::Postgres, [0, 0, 0, 8, 0x04, 0xd2, ..]) => 1,
+        (Protocol::Postgres, [0, ..]) => 0,
+        (Protocol::Postgres, [tag, ..]) => *tag,
+        (Protocol::Mysql, [_, _, _, _, tag, ..]) => *tag,
+        (Protocol::Redis, [tag, ..]) if from_client && *tag != b'*' => b'i',
+        (Protocol::Redis, [tag, ..]) => *tag,
+        _ => 0xff,
+    }
+}
+
+/// A timeline's name for a message (Wireshark's where it has one).
+pub fn message_name(protocol: Protocol, from_client: bool, tag: u8) -> &'static str {
+    match (protocol, from_client, tag) {
+        (Protocol::Postgres, true, 0) => "PostgreSQL startup message",
+        (Protocol::Postgres, true, 1) => "PostgreSQL SSLRequest",
+        (Protocol::Postgres, true, b'Q') => "PostgreSQL Query",
+        (Protocol::Postgres, true, b'P') => "PostgreSQL Parse",
+        (Protocol::Postgres, true, b'B') => "PostgreSQL Bind",
+        (Protocol::Postgres, true, b'X') => "PostgreSQL Terminate",
+        (Protocol::Postgres, true, b'p') => "PostgreSQL password message",
+        (Protocol::Postgres, false, b'R') => "PostgreSQL Authentication",
+        (Protocol::Postgres, false, b'E') => "PostgreSQL ErrorResponse",
+        (Protocol::Postgres, false, b'S') => "PostgreSQL ParameterStatus or SSL yes",
+        (Protocol::Postgres, false, b'N') => "PostgreSQL NoticeResponse or SSL no",
+        (Protocol::Postgres, false, b'T') => "PostgreSQL RowDescription",
+        (Protocol::Postgres, false, b'1') => "PostgreSQL ParseComplete",
+        (Protocol::Postgres, false, b'C') => "PostgreSQL CommandComplete",
+        (Protocol::Postgres, false, b'I') => "PostgreSQL EmptyQueryResponse",
+        (Protocol::Postgres, false, b'Z') => "PostgreSQL ReadyForQuery",
+        (Protocol::Postgres, _, _) => "PostgreSQL message",
+        (Protocol::Mysql, true, COM_QUIT) => "MySQL COM_QUIT",
+        (Protocol::Mysql, true, COM_QUERY) => "MySQL COM_QUERY",
+        (Protocol::Mysql, true, COM_PING) => "MySQL COM_PING",
+        (Protocol::Mysql, true, _) => "MySQL command",
+        (Protocol::Mysql, false, 0x00) => "MySQL OK",
+        (Protocol::Mysql, false, 0xff) => "MySQL error",
+        (Protocol::Mysql, false, 10) => "MySQL server greeting",
+        (Protocol::Mysql, false, _) => "MySQL response",
+        (Protocol::Redis, true, _) => "Redis command",
+        (Protocol::Redis, false, b'-') => "Redis error reply",
+        (Protocol::Redis, false, _) => "Redis reply",
+        _ => "data",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -67,12 +67,12 @@ fn utc(ts: crate::time::Timestamp) -> String {
 fn describe_packet(packet: &crate::TimelineEntry) -> String {
     match &packet.http_line {
         Some(line) => format!("HTTP: {line}"),
-        None => describe(packet.carried),
+        None => describe(packet.carried, packet.from_client),
     }
 }
 
 /// What a packet carried, in Wireshark's words where it has them.
-fn describe(carried: crate::flow::Carried) -> String {
+fn describe(carried: crate::flow::Carried, from_client: bool) -> String {
     use crate::flow::Carried;
     use crate::flow::sniff::{
         TLS_ALERT, TLS_APPLICATION_DATA, TLS_CHANGE_CIPHER_SPEC, TLS_HANDSHAKE,
@@ -104,6 +104,9 @@ fn describe(carried: crate::flow::Carried) -> String {
             )
         }
         Carried::HttpResponse { status } => format!("HTTP response {status}"),
+        Carried::Database { protocol, tag } => {
+            crate::flow::wire::message_name(protocol, from_client, tag).to_string()
+        }
         Carried::Data => "data".to_string(),
     }
 }
