@@ -69,6 +69,7 @@ fn judge(flow: &Flow, evidence: &mut Evidence, worded: bool) -> (Verdict, String
             client_fin.map(|f| f.frame),
             flow.tls.as_ref().and_then(|t| t.client_alert_frame),
             flow.db.as_ref().and_then(|db| db.client_goodbye),
+            encrypted_goodbye(flow),
         ]
         .into_iter()
         .flatten()
@@ -148,6 +149,30 @@ fn judge(flow: &Flow, evidence: &mut Evidence, worded: bool) -> (Verdict, String
             ),
         );
     }
+    // A database client that said goodbye (Terminate, COM_QUIT, or its close_notify over
+    // TLS) and then reset, because the server's own goodbye reached a closed socket
+    // (libpq over TLS does so), closed first.
+    let client_goodbye = [
+        flow.db.as_ref().and_then(|db| db.client_goodbye),
+        flow.tls.as_ref().and_then(|t| t.client_alert_frame),
+    ]
+    .into_iter()
+    .flatten()
+    .min()
+    .filter(|_| flow.db.is_some());
+    if let (Some(goodbye), Some(rst)) = (client_goodbye, client_rst)
+        && goodbye < rst.at.frame
+        && server_rst.is_none_or(|s| s.at.frame > rst.at.frame)
+    {
+        return (
+            Verdict::Completed,
+            say!(
+                worded,
+                "{answered}; client closed first (its goodbye #{goodbye}, then RST #{})",
+                rst.at.frame
+            ),
+        );
+    }
     let first_rst = match (client_rst, server_rst) {
         (Some(c), Some(s)) if s.at.frame < c.at.frame => Some(("server", s)),
         (Some(c), _) => Some(("client", c)),
@@ -216,4 +241,19 @@ fn reset_when_idle(
             rst.ttl
         ),
     ))
+}
+
+/// The database client's goodbye over TLS, which the bytes cannot show: its last record was
+/// small (PostgreSQL Terminate and MySQL COM_QUIT are 5 bytes; with TLS's framing at most
+/// 40), never answered, and the server closed at once, acknowledging it.
+fn encrypted_goodbye(flow: &Flow) -> Option<u64> {
+    if flow.db.is_none() || flow.tls.is_none() {
+        return None;
+    }
+    let request = flow.last_request.filter(|r| r.answered.is_none())?;
+    let close = flow.server_close?;
+    let small = request.end.0.wrapping_sub(request.seq.0) <= 40;
+    let prompted = !close.fin_ack.before(request.end);
+    let at_once = close.fin.ts.since(request.at.ts) < IMMEDIATE_CLOSE;
+    (small && prompted && at_once).then_some(request.at.frame)
 }

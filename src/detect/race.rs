@@ -254,6 +254,14 @@ fn prelude_phrase(flow: &Flow, kind: &str) -> String {
         }
         _ => {}
     }
+    if kind == "tls_record_before_close_notify" && flow.protocol == crate::flow::Protocol::Postgres
+    {
+        return "a record that answered nothing (PostgreSQL's FATAL ErrorResponse, encrypted)"
+            .to_string();
+    }
+    if kind == "tls_record_before_close_notify" && flow.protocol == crate::flow::Protocol::Mysql {
+        return "a record that answered nothing (MySQL's error packet, encrypted)".to_string();
+    }
     match kind {
         "http2_goaway" => "HTTP/2 GOAWAY",
         "tls_record_before_close_notify" => "a record that answered nothing (HTTP/2's GOAWAY)",
