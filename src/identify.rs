@@ -120,6 +120,34 @@ const JAVA: ClientName = client(
     &["JDK HttpClient", "Apache HttpClient 4.5"],
 );
 const CURL: ClientName = client("curl", &["curl / libcurl"]);
+
+/// Database and cache clients by the name they give themselves on the wire
+/// (`wire::client_self_name`), matched from the start, case aside.
+const DATABASE_CLIENTS: &[(&str, ClientName)] = &[
+    (
+        "PostgreSQL JDBC Driver",
+        client(
+            "PostgreSQL JDBC (pgjdbc)",
+            &["HikariCP", "PostgreSQL JDBC (pgjdbc)"],
+        ),
+    ),
+    (
+        "MariaDB Connector/J",
+        client("MariaDB Connector/J", &["HikariCP", "MariaDB Connector/J"]),
+    ),
+    (
+        "MySQL Connector/J",
+        client("MySQL Connector/J", &["HikariCP", "MySQL Connector/J"]),
+    ),
+    ("pymysql", client("PyMySQL", &["PyMySQL", "SQLAlchemy"])),
+    (
+        "Go-MySQL-Driver",
+        client("Go database/sql", &["Go database/sql"]),
+    ),
+    ("redis-py", client("redis-py", &["redis-py"])),
+    ("Lettuce", client("Lettuce", &["Lettuce"])),
+    ("jedis", client("Jedis", &["Jedis"])),
+];
 const OKHTTP: ClientName = client("OkHttp", &["OkHttp"]);
 
 /// A ClientHello fingerprint measured in the lab: JA4's hashed parts (ciphers;
@@ -255,6 +283,8 @@ enum ClientClue<'f> {
     UserAgent(&'f HeaderValue, Option<ClientName>),
     PythonHead(u64),
     Hello(Ja4, u64, Option<&'static Measured>),
+    /// The name a database client gave itself, and its frame.
+    Database(&'f str, u64, Option<ClientName>),
     Nothing,
 }
 
@@ -279,6 +309,13 @@ fn client_clue(flow: &Flow) -> ClientClue<'_> {
         let measured = FINGERPRINTS.iter().find(|m| m.hashes == ja4.hashes());
         return ClientClue::Hello(ja4, frame, measured);
     }
+    if let Some((frame, name)) = flow.db.as_ref().and_then(|db| db.client_name.as_ref()) {
+        let known = DATABASE_CLIENTS
+            .iter()
+            .find(|(prefix, _)| starts_with_ignore_case(name.as_bytes(), prefix))
+            .map(|(_, c)| *c);
+        return ClientClue::Database(name, *frame, known);
+    }
     ClientClue::Nothing
 }
 
@@ -289,6 +326,7 @@ pub fn client_name(flow: &Flow) -> ClientName {
         ClientClue::UserAgent(_, known) => known.unwrap_or(NONE),
         ClientClue::PythonHead(_) => PYTHON_HTTP_CLIENT,
         ClientClue::Hello(_, _, measured) => measured.map_or(NONE, |m| m.client),
+        ClientClue::Database(_, _, known) => known.unwrap_or(NONE),
         ClientClue::Nothing => NONE,
     }
 }
@@ -299,6 +337,7 @@ pub fn settings_for(name: &str) -> &'static [&'static str] {
         .iter()
         .map(|(_, c)| c)
         .chain(FINGERPRINTS.iter().map(|m| &m.client))
+        .chain(DATABASE_CLIENTS.iter().map(|(_, c)| c))
         .chain([&PYTHON_HTTP_CLIENT, &NODE_FETCH]);
     all.into_iter()
         .find(|c| c.name == name)
@@ -367,6 +406,33 @@ pub fn client_software(flow: &Flow) -> Software {
                 ja4.as_str()
             ),
         ),
+        ClientClue::Database(name, frame, Some(known)) => Software {
+            name: known.name,
+            confidence: Some(Confidence::High),
+            source: Some("database_client_name"),
+            seen: Some(name.to_string()),
+            evidence: format!(
+                "the client calls itself {name:?} in its {} set-up (#{frame})",
+                flow.protocol.label()
+            ),
+            close: None,
+        },
+        ClientClue::Database(name, frame, None) => unknown(
+            Some("database_client_name"),
+            Some(name.to_string()),
+            format!(
+                "the client calls itself {name:?} in its {} set-up (#{frame}): not a client staleconn knows",
+                flow.protocol.label()
+            ),
+        ),
+        ClientClue::Nothing if flow.protocol.is_database() => unknown(
+            None,
+            None,
+            format!(
+                "the client gives no name of its own in its {} set-up (libpq and psycopg2 send none unless application_name is set)",
+                flow.protocol.label()
+            ),
+        ),
         ClientClue::Nothing => unknown(
             None,
             None,
@@ -388,6 +454,11 @@ pub fn server_close(flow: &Flow) -> Option<&'static str> {
                 .as_ref()
                 .and_then(|t| t.client_alert_frame)
                 .is_some_and(|f| f < frame)
+            || flow
+                .db
+                .as_ref()
+                .and_then(|db| db.client_goodbye)
+                .is_some_and(|f| f < frame)
     };
     if let Some(rst) = flow.from_server.rst
         && flow.from_server.fin.is_none_or(|f| rst.at.frame < f.frame)
@@ -400,7 +471,14 @@ pub fn server_close(flow: &Flow) -> Option<&'static str> {
     if client_closed_first(first) {
         return None;
     }
-    Some(if close.close_notify.is_some() {
+    let goodbye = flow
+        .db
+        .as_ref()
+        .and_then(|db| db.server_goodbye.as_ref())
+        .is_some_and(|(at, _)| close.prelude.is_some_and(|p| p.frame == at.frame));
+    Some(if goodbye {
+        "error_then_fin"
+    } else if close.close_notify.is_some() {
         "close_notify_then_fin"
     } else {
         "fin"
@@ -409,6 +487,9 @@ pub fn server_close(flow: &Flow) -> Option<&'static str> {
 
 /// The server software's name by its Server header, without making text.
 pub fn server_name(flow: &Flow) -> &'static str {
+    if let Some(name) = database_server_name(flow) {
+        return name;
+    }
     flow.http_lines
         .as_ref()
         .and_then(|lines| lines.heads.server)
@@ -420,6 +501,20 @@ pub fn server_name(flow: &Flow) -> &'static str {
         .map_or(UNKNOWN, |(_, name)| name)
 }
 
+/// A database or cache server's name: by the version it announced (MariaDB says so in its
+/// version string), else by the protocol it speaks.
+fn database_server_name(flow: &Flow) -> Option<&'static str> {
+    use crate::flow::Protocol;
+    let version = flow.db.as_ref()?.server_version.as_ref();
+    Some(match flow.protocol {
+        Protocol::Postgres => "PostgreSQL",
+        Protocol::Mysql if version.is_some_and(|(_, v)| v.contains("MariaDB")) => "MariaDB",
+        Protocol::Mysql => "MySQL",
+        Protocol::Redis => "Redis",
+        Protocol::Unknown | Protocol::Http => return None,
+    })
+}
+
 /// The flow's server software, with its evidence and how it closed.
 pub fn server_software(flow: &Flow) -> Software {
     let close = server_close(flow);
@@ -428,9 +523,39 @@ pub fn server_software(flow: &Flow) -> Software {
             "; it closed with a TLS close_notify, then its FIN (as nginx and HAProxy do in the lab)"
         }
         Some("fin") => "; it closed with a bare FIN",
+        Some("error_then_fin") => {
+            "; it closed with an error message saying why (PostgreSQL's FATAL), then its FIN"
+        }
         Some("rst") => "; its side ended the connection with a RST",
         _ => "",
     };
+    if let Some(name) = database_server_name(flow) {
+        let version = flow.db.as_ref().and_then(|db| db.server_version.as_ref());
+        let (confidence, seen, evidence) = match version {
+            Some((frame, v)) => (
+                Confidence::High,
+                Some(v.to_string()),
+                format!("it announced version {v} (#{frame}){closed}"),
+            ),
+            None => (
+                Confidence::Medium,
+                None,
+                format!("it speaks the {} protocol{closed}", flow.protocol.label()),
+            ),
+        };
+        return Software {
+            name,
+            confidence: Some(confidence),
+            source: Some(if version.is_some() {
+                "server_version"
+            } else {
+                "protocol"
+            }),
+            seen,
+            evidence,
+            close,
+        };
+    }
     let header = flow.http_lines.as_ref().and_then(|l| l.heads.server);
     let name = server_name(flow);
     match header {

@@ -435,7 +435,7 @@ pub struct ServerAdvice {
     pub client_software: Vec<SoftwareCount>,
     /// Its own software by its Server header, the same way.
     pub server_software: Vec<SoftwareCount>,
-    /// How its side closed connections: `close_notify_then_fin`, `fin` or `rst`.
+    /// How its side closed connections: `close_notify_then_fin`, `error_then_fin` (a database's last words, then FIN), `fin` or `rst`.
     pub server_closes: Vec<SoftwareCount>,
 }
 

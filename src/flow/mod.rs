@@ -200,7 +200,15 @@ pub struct DbState {
     pub server_goodbye: Option<(Stamp, wire::ServerWords)>,
     /// The client asked to go on in TLS: its next handshake record begins TLS.
     tls_upgrade: bool,
+    /// The name the client gave itself (`wire::client_self_name`), and its frame.
+    pub client_name: Option<(u64, Box<str>)>,
+    /// The version the server announced (`wire::server_version`), and its frame.
+    pub server_version: Option<(u64, Box<str>)>,
 }
+
+/// A connection's set-up is over after this many requests: its software names are looked
+/// for only until then.
+const SET_UP_REQUESTS: u32 = 4;
 
 /// Packets kept per flow for its timeline: the end of a flow is where its failure is.
 pub const TIMELINE_PACKETS: usize = 12;
@@ -729,10 +737,13 @@ impl Flow {
                 sniff::http_method_index(seg.payload)
                     .map_or(Carried::Data, |method| Carried::HttpRequest { method })
             }
-            (_, None) if self.db.is_some() && skip == 0 => Carried::Database {
-                protocol: self.protocol,
-                tag: wire::message_tag(self.protocol, from_client, seg.payload),
-            },
+            (_, None) if self.db.is_some() && skip == 0 => {
+                self.note_software(from_client, seg.payload, at.frame);
+                Carried::Database {
+                    protocol: self.protocol,
+                    tag: wire::message_tag(self.protocol, from_client, seg.payload),
+                }
+            }
             (Payload::HttpResponse, _) => {
                 let lines = self.http_lines.get_or_insert_default();
                 let (frame, line) = lines.status.get_or_insert_default();
@@ -757,6 +768,20 @@ impl Flow {
         }
         if self.protocol.is_database() {
             self.db.get_or_insert_default();
+        }
+    }
+
+    /// The software names a database connection's set-up shows.
+    fn note_software(&mut self, from_client: bool, captured: &[u8], frame: u64) {
+        let (protocol, early) = (self.protocol, self.requests <= SET_UP_REQUESTS);
+        let Some(db) = self.db.as_mut().filter(|_| early) else {
+            return;
+        };
+        let text = |bytes: &[u8]| -> Box<str> { String::from_utf8_lossy(bytes).into() };
+        if from_client && db.client_name.is_none() {
+            db.client_name = wire::client_self_name(protocol, captured).map(|n| (frame, text(n)));
+        } else if !from_client && db.server_version.is_none() {
+            db.server_version = wire::server_version(protocol, captured).map(|v| (frame, text(v)));
         }
     }
 

@@ -291,6 +291,75 @@ pub fn recognise(from_client: bool, captured: &[u8]) -> Option<Protocol> {
     }
 }
 
+/// The name a database client gives itself in its first bytes: PostgreSQL's
+/// `application_name` in the startup message, MySQL's `_client_name` connection attribute,
+/// the `LIB-NAME` of Redis' `CLIENT SETINFO`.
+pub fn client_self_name(protocol: Protocol, captured: &[u8]) -> Option<&[u8]> {
+    match protocol {
+        Protocol::Postgres => {
+            // pgjdbc names itself in a query right after the set-up.
+            if let Some(at) = find(captured, b"application_name = '") {
+                let rest = &captured[at + 20..];
+                return rest
+                    .iter()
+                    .position(|&b| b == b'\'')
+                    .map(|end| &rest[..end]);
+            }
+            // The startup message: length, version 3.0, then NUL-terminated pairs.
+            let [_, _, _, _, 0, 3, 0, 0, rest @ ..] = captured else {
+                return None;
+            };
+            let mut params: &[u8] = rest;
+            while !params.is_empty() && params[0] != 0 {
+                let key = c_string(params);
+                let rest = params.get(key.len() + 1..)?;
+                let value = c_string(rest);
+                if key == b"application_name" {
+                    return (!value.is_empty()).then_some(value);
+                }
+                params = rest.get(value.len() + 1..)?;
+            }
+            None
+        }
+        Protocol::Mysql => {
+            // The attributes are length-encoded strings: "_client_name", then its value.
+            let at = find(captured, b"\x0c_client_name")? + 13;
+            let len = usize::from(*captured.get(at)?);
+            captured.get(at + 1..at + 1 + len)
+        }
+        Protocol::Redis => {
+            let at =
+                find(captured, b"LIB-NAME\r\n$").or_else(|| find(captured, b"lib-name\r\n$"))? + 11;
+            let rest = captured.get(at..)?;
+            let body = after_crlf(rest)?;
+            let end = body.windows(2).position(|w| w == b"\r\n")?;
+            Some(&body[..end])
+        }
+        Protocol::Unknown | Protocol::Http => None,
+    }
+}
+
+/// The version a database server announces: PostgreSQL's `server_version` parameter,
+/// the MySQL greeting's version string.
+pub fn server_version(protocol: Protocol, captured: &[u8]) -> Option<&[u8]> {
+    match protocol {
+        Protocol::Postgres => {
+            let at = find(captured, b"server_version\0")? + 15;
+            Some(c_string(captured.get(at..)?))
+        }
+        Protocol::Mysql => match captured {
+            [_, _, _, 0, 10, version @ ..] => Some(c_string(version)),
+            _ => None,
+        },
+        _ => None,
+    }
+    .filter(|v| !v.is_empty() && v.len() <= 80)
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
 /// The byte that says what a message is, for a timeline: PostgreSQL's message type (0 for
 /// a startup packet, 1 for SSLRequest), a MySQL command or a server packet's first byte
 /// (10 for the greeting), a RESP type byte.
@@ -411,6 +480,45 @@ mod tests {
         assert_eq!(
             server_error(Protocol::Mysql, b"\x07\0\0\x01\0\0\0\x02\0\0\0"),
             None
+        );
+    }
+
+    #[test]
+    fn software_names() {
+        let startup =
+            b"\0\0\0\x40\0\x03\0\0user\0app\0application_name\0PostgreSQL JDBC Driver\0\0";
+        assert_eq!(
+            client_self_name(Protocol::Postgres, startup),
+            Some(&b"PostgreSQL JDBC Driver"[..])
+        );
+        assert_eq!(
+            client_self_name(Protocol::Postgres, b"\0\0\0\x10\0\x03\0\0user\0a\0\0"),
+            None
+        );
+        let set = b"P\0\0\0\x3a\0SET application_name = 'PostgreSQL JDBC Driver'\0\0\0";
+        assert_eq!(
+            client_self_name(Protocol::Postgres, set),
+            Some(&b"PostgreSQL JDBC Driver"[..])
+        );
+        let attrs = b"..\x0c_client_name\x07pymysql\x04_pid";
+        assert_eq!(
+            client_self_name(Protocol::Mysql, attrs),
+            Some(&b"pymysql"[..])
+        );
+        let setinfo =
+            b"*4\r\n$6\r\nCLIENT\r\n$7\r\nSETINFO\r\n$8\r\nLIB-NAME\r\n$8\r\nredis-py\r\n";
+        assert_eq!(
+            client_self_name(Protocol::Redis, setinfo),
+            Some(&b"redis-py"[..])
+        );
+        let status = b"S\0\0\0\x19server_version\x0015.18\0Z";
+        assert_eq!(
+            server_version(Protocol::Postgres, status),
+            Some(&b"15.18"[..])
+        );
+        assert_eq!(
+            server_version(Protocol::Mysql, b"\x5b\0\0\0\x0a10.11.6-MariaDB\0"),
+            Some(&b"10.11.6-MariaDB"[..])
         );
     }
 
