@@ -9,7 +9,85 @@ use crate::time::{human, secs};
 pub fn keepalive_race(flow: &Flow) -> Option<Finding> {
     match flow.server_close {
         Some(close) => met_the_fin(flow, close),
-        None => met_the_reset(flow),
+        None => met_the_goodbye(flow).or_else(|| met_the_reset(flow)),
+    }
+}
+
+/// The query met a database's close that ended in an RST: the server wrote its last words
+/// (PostgreSQL's FATAL ErrorResponse) while the query was in flight, and the query then
+/// reached a socket already closing, which the kernel resets instead of sending a FIN.
+/// The last words answered nothing: they came after the query and do not acknowledge it.
+fn met_the_goodbye(flow: &Flow) -> Option<Finding> {
+    let request = flow.last_request?;
+    if request.answered.is_some() || !request.server_data_after {
+        return None;
+    }
+    let close = flow.close_begun_without_fin()?;
+    if close.first.frame < request.at.frame || close.rst.frame < request.at.frame {
+        return None;
+    }
+    let close_idle = close.idle_before?;
+    if close_idle < IMMEDIATE_CLOSE {
+        return None;
+    }
+    let rst = flow.from_server.rst?;
+    let request_minus_close = request.at.ts.since(close.first.ts);
+
+    let mut evidence = Evidence::for_flow(flow);
+    evidence.server_close_by = Some("goodbye_then_rst");
+    evidence.server_close_idle_s = Some(secs(close_idle));
+    evidence.close_notify = flow.tls.as_ref().map(|_| close.close_notify.is_some());
+    evidence.close_notify_frame = close.close_notify.map(|s| s.frame);
+    let prelude = (close.close_notify.map(|s| s.frame) != Some(close.first.frame))
+        .then(|| goodbye_kind(flow, close.first.frame));
+    evidence.close_prelude_frame = prelude.map(|_| close.first.frame);
+    evidence.close_prelude = prelude;
+    evidence.crossing = Some("crossed_in_flight");
+    evidence.request_minus_fin_s = None;
+    evidence.answer = Some("rst");
+    evidence.rst_frame = Some(rst.at.frame);
+    evidence.rst_from = Some("server");
+    evidence.rst_ttl = Some(rst.ttl);
+
+    let words = match prelude {
+        Some(kind) => format!("{} #{}", prelude_phrase(flow, kind), close.first.frame),
+        None => format!("close_notify #{}", close.first.frame),
+    };
+    let notify = match close.close_notify {
+        Some(alert) if prelude.is_some() => format!(", close_notify #{}", alert.frame),
+        _ => String::new(),
+    };
+    let sentence = format!(
+        "{} #{}{} crossed the server's close in flight ({} before its first packet {}); server closed after {} idle: {words}{notify}, then RST #{} instead of a FIN (the query reached a socket already closing){}",
+        request_noun(flow, &request),
+        request.at.frame,
+        idle_phrase(flow, &request),
+        human(request_minus_close.saturating_abs()),
+        side_phrase(flow),
+        human(close_idle),
+        rst.at.frame,
+        validation_note(flow, &request),
+    );
+    Some(Finding {
+        verdict: Verdict::KeepaliveRace,
+        evidence,
+        sentence,
+        fix: Some(fix(flow, Some(close_idle))),
+    })
+}
+
+/// What a database server's last words before an RST were.
+fn goodbye_kind(flow: &Flow, frame: u64) -> &'static str {
+    let said = flow
+        .db
+        .as_ref()
+        .and_then(|db| db.server_goodbye.as_ref())
+        .is_some_and(|(at, _)| at.frame == frame);
+    match flow.protocol {
+        crate::flow::Protocol::Postgres if said => "postgresql_fatal",
+        crate::flow::Protocol::Mysql if said => "mysql_error",
+        _ if flow.tls.is_some() => "tls_record_before_close_notify",
+        _ => "data_before_fin",
     }
 }
 
@@ -335,6 +413,50 @@ mod tests {
         assert_eq!(finding.evidence.validation_query, Some(true));
         assert!(finding.sentence.starts_with("MySQL validation query #9"));
         assert!(finding.sentence.contains("Failed to validate connection"));
+    }
+
+    /// PostgreSQL's start-up (protocol 3.0, user postgres), its AuthenticationOk and
+    /// ReadyForQuery, a query, and the FATAL ErrorResponse of `idle_session_timeout`.
+    const STARTUP: &[u8] = b"\0\0\0\x17\0\x03\0\0user\0postgres\0\0";
+    const AUTH_OK: &[u8] = b"R\0\0\0\x08\0\0\0\0Z\0\0\0\x05I";
+    const PG_QUERY: &[u8] = b"Q\0\0\0\x11SELECT now()\0";
+    const PG_RESULT: &[u8] = b"C\0\0\0\x0dSELECT 1\0Z\0\0\0\x05I";
+    const FATAL: &[u8] = b"E\0\0\0\x4fSFATAL\0VFATAL\0C57P05\0Mterminating connection due to idle-session timeout\0\0";
+
+    /// PostgreSQL at `idle_session_timeout`: the FATAL ErrorResponse crossed the client's
+    /// next query, which then reached a socket already closing: RST, no FIN.
+    #[test]
+    fn a_query_that_crossed_postgresqls_goodbye_met_its_idle_close_though_the_rst_acks_it() {
+        let (st, au) = (STARTUP.len() as u32, AUTH_OK.len() as u32);
+        let (q, r, f) = (
+            PG_QUERY.len() as u32,
+            PG_RESULT.len() as u32,
+            FATAL.len() as u32,
+        );
+        let crossing = flow(&[
+            (0.00, C, SYN, 0, 0, b""),
+            (0.05, S, SYN_ACK, 0, 1, b""),
+            (0.05, C, ACK, 1, 1, b""),
+            (0.06, C, PSH_ACK, 1, 1, STARTUP),
+            (0.11, S, PSH_ACK, 1, 1 + st, AUTH_OK),
+            (0.11, C, PSH_ACK, 1 + st, 1 + au, PG_QUERY),
+            (0.16, S, PSH_ACK, 1 + au, 1 + st + q, PG_RESULT),
+            (3.12, C, PSH_ACK, 1 + st + q, 1 + au + r, PG_QUERY),
+            (3.17, S, PSH_ACK, 1 + au + r, 1 + st + q, FATAL),
+            (3.171, S, RST_ACK, 1 + au + r + f, 1 + st + 2 * q, b""),
+        ]);
+        assert_eq!(crossing.protocol, crate::flow::Protocol::Postgres);
+        let finding = keepalive_race(&crossing).expect("the query crossed the FATAL");
+        assert_eq!(finding.evidence.server_close_by, Some("goodbye_then_rst"));
+        assert_eq!(finding.evidence.close_prelude, Some("postgresql_fatal"));
+        assert_eq!(finding.evidence.close_prelude_frame, Some(9));
+        assert_eq!(finding.evidence.rst_frame, Some(10));
+        assert_eq!(finding.evidence.crossing, Some("crossed_in_flight"));
+        assert!(
+            finding.sentence.contains("ErrorResponse \"FATAL 57P05"),
+            "{}",
+            finding.sentence
+        );
     }
 
     /// Damaged timestamps: a request stamped near i64's start crossing a FIN stamped near

@@ -86,7 +86,7 @@ pub struct Request {
     pub validation: bool,
     /// The server sent data after it that did not acknowledge it (the rest of an earlier
     /// answer): whatever acknowledges it later is not a plain answer, and may begin a close.
-    server_data_after: bool,
+    pub server_data_after: bool,
 }
 
 /// The server's first FIN, and the TLS close alert sent right before it.
@@ -319,6 +319,18 @@ pub struct Flow {
     last_payload_from_server: Option<Timestamp>,
 }
 
+/// A server's close that began with its last words and ended in an RST, not a FIN
+/// (`Flow::close_begun_without_fin`).
+#[derive(Debug, Clone, Copy)]
+pub struct BegunClose {
+    /// Its first packet: the last words, or the close_notify where there were none.
+    pub first: Stamp,
+    pub close_notify: Option<Stamp>,
+    /// The idle before its first packet, as the server saw it.
+    pub idle_before: Option<Nanos>,
+    pub rst: Stamp,
+}
+
 /// Server data after its quiet that was no plain answer (a GOAWAY): where its close began
 /// if a close follows at once.
 #[derive(Debug, Clone, Copy)]
@@ -483,6 +495,40 @@ impl Flow {
     /// How long the connection had been idle, as the server saw it, when it sent its RST:
     /// since the last payload it had, a request its RST does not acknowledge left out.
     /// Worked out when judged: after a RST no payload the server had can follow.
+    /// A database server's close begun without a FIN: its last words (PostgreSQL's FATAL
+    /// ErrorResponse, in the clear or as a record that answered nothing) and any
+    /// close_notify, then an RST, because the client's query reached a socket that was
+    /// already closing. None for HTTP, whose closes end in a FIN.
+    pub fn close_begun_without_fin(&self) -> Option<BegunClose> {
+        if !self.protocol.is_database() || self.server_close.is_some() {
+            return None;
+        }
+        let rst = self.from_server.rst?;
+        let close_notify = self
+            .tls
+            .as_ref()
+            .and_then(|t| t.pending_alert)
+            .filter(|(alert, _)| alert.frame < rst.at.frame);
+        let before_rst =
+            |s: &Stamp| s.frame < rst.at.frame && rst.at.ts.since(s.ts) <= CLOSE_PRELUDE_WINDOW;
+        match self.pending_prelude.filter(|p| before_rst(&p.at)) {
+            Some(p) => Some(BegunClose {
+                first: p.at,
+                close_notify: close_notify.map(|(alert, _)| alert),
+                idle_before: p.idle,
+                rst: rst.at,
+            }),
+            None => close_notify
+                .filter(|(alert, _)| before_rst(alert))
+                .map(|(alert, idle)| BegunClose {
+                    first: alert,
+                    close_notify: Some(alert),
+                    idle_before: idle,
+                    rst: rst.at,
+                }),
+        }
+    }
+
     pub fn idle_at_server_reset(&self) -> Option<Nanos> {
         let rst = self.from_server.rst?;
         let reference = self.server_idle_reference(rst.ack()?)?;
@@ -944,7 +990,8 @@ impl Flow {
             // SETTINGS acknowledgement the client sent seconds before.
             let small = seg.payload_len <= CLOSE_PRELUDE_MAX_BYTES;
             self.pending_prelude = match self.pending_prelude {
-                _ if answers && !(after_quiet && small) => None,
+                // A database's answer never begins a close: its goodbye answers nothing.
+                _ if answers && (!(after_quiet && small) || self.protocol.is_database()) => None,
                 // More of it, right behind: the prelude began earlier.
                 Some(p) if at.ts.since(p.at.ts) <= CLOSE_PRELUDE_WINDOW => Some(Prelude {
                     goaway: p.goaway || goaway,
