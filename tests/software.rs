@@ -55,6 +55,21 @@ fn expected_client(capture: &str, verdict: &str, scenario: &str) -> &'static str
         {
             JAVA
         }
+        // lab/db.sh: the JDBC drivers name themselves (pgjdbc's ApplicationName, MariaDB
+        // Connector/J's connection attributes), PyMySQL its _client_name in the clear;
+        // libpq, redis-py 4 and PyMySQL over TLS say nothing of themselves.
+        s if s.starts_with("db-") => {
+            let client = scenario.trim_start_matches("tls; ");
+            if client.starts_with("hikari-pg") {
+                "PostgreSQL JDBC (pgjdbc)"
+            } else if client.starts_with("hikari-mariadb") {
+                "MariaDB Connector/J"
+            } else if client.starts_with("pymysql") && !scenario.starts_with("tls; ") {
+                "PyMySQL"
+            } else {
+                UNKNOWN
+            }
+        }
         "nat60-client" if scenario.contains("nat60-go ") => GO,
         "nat60-client" if scenario.contains("nat60-node ") => OPENSSL,
         _ => panic!("{capture}: which client made it? (testdata/README.md)"),

@@ -555,6 +555,12 @@ def main():
     for c in clog:
         byport[c["lport"]].append(c)
     files = sorted(glob.glob(os.path.join(a.dir, "*.pcap")) + glob.glob(os.path.join(a.dir, "*.pcapng")))
+    # lab/db.sh's captures are lab/measure_db.py's: their rows are kept as they are
+    files = [f for f in files if not os.path.basename(f).startswith("db-")]
+    kept = []
+    if os.path.exists(a.out):
+        kept = [l for l in open(a.out).read().splitlines()
+                if l.startswith("db-") or l.startswith("# lab/db.sh")]
     rows, problems, summary, hs = [], [], [], []
     rtt = Decimal(2 * a.delay_ms) / 1000
     for path in files:
@@ -713,6 +719,8 @@ def main():
         o.write("#   a server segment answers the request only if it acknowledges the request's last byte; the client's own close records are not requests\n")
         for r in sorted(rows, key=lambda r: (r[0], r[9])):
             o.write("\t".join(r[:9]) + "\n")
+        for line in kept:
+            o.write(line + "\n")
     os.replace(a.out + ".tmp", a.out)
     for name, n, c in summary:
         print("%-32s flows=%-3d %s" % (name, n, " ".join("%s=%d" % kv for kv in sorted(c.items()))))
