@@ -15,7 +15,7 @@ use std::net::SocketAddr;
 use serde::Serialize;
 
 use crate::detect::{Finding, Verdict};
-use crate::flow::{CaptureSide, Flow};
+use crate::flow::{CaptureSide, Flow, Protocol};
 use crate::identify;
 use crate::time::{NANOS_PER_SEC, Nanos, secs};
 use histogram::IdleHistogram;
@@ -104,6 +104,8 @@ struct ServerStats {
     clients: Tally,
     server_names: Tally,
     server_closes: Tally,
+    /// The database or cache protocol its flows carry, once one of them showed it.
+    protocol: Protocol,
 }
 
 /// Names tallied per server: at most this many, the rest counted together.
@@ -165,6 +167,9 @@ pub struct Advisor {
 impl Advisor {
     pub fn observe(&mut self, flow: &Flow, finding: &Finding) {
         let stats = self.servers.entry(flow.server).or_default();
+        if flow.protocol.is_database() {
+            stats.protocol = flow.protocol;
+        }
         stats.clients.add(identify::client_name(flow).name);
         stats.server_names.add(identify::server_name(flow));
         if let Some(close) = identify::server_close(flow) {
@@ -385,6 +390,13 @@ pub struct Candidate {
 #[derive(Debug, Clone, Serialize)]
 pub struct ServerAdvice {
     pub server: SocketAddr,
+    /// The database or cache protocol its flows carry (`postgresql`, `mysql`, `redis`);
+    /// absent for HTTP and any other protocol.
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "protocol_name"
+    )]
+    pub protocol: Option<Protocol>,
     pub races: u64,
     pub sent_after_fin: u64,
     pub nat_resets: u64,
@@ -437,6 +449,16 @@ pub struct ServerAdvice {
     pub server_software: Vec<SoftwareCount>,
     /// How its side closed connections: `close_notify_then_fin`, `error_then_fin` (a database's last words, then FIN), `fin` or `rst`.
     pub server_closes: Vec<SoftwareCount>,
+}
+
+fn protocol_name<S: serde::Serializer>(
+    protocol: &Option<Protocol>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match protocol {
+        Some(p) => serializer.serialize_str(p.name()),
+        None => serializer.serialize_none(),
+    }
 }
 
 impl ServerAdvice {
@@ -598,7 +620,7 @@ fn advise(server: SocketAddr, mut stats: ServerStats) -> ServerAdvice {
     let keepalive_candidates: Vec<Candidate> = keepalive
         .as_ref()
         .map(|k| {
-            known::servers_matching(k.median_s)
+            known::servers_matching(k.median_s, stats.protocol)
                 .into_iter()
                 .map(|(known, fit): (Known, Fit)| candidate(known, fit.name()))
                 .collect()
@@ -745,6 +767,7 @@ fn advise(server: SocketAddr, mut stats: ServerStats) -> ServerAdvice {
 
     ServerAdvice {
         server,
+        protocol: stats.protocol.is_database().then_some(stats.protocol),
         races: stats.races,
         sent_after_fin: stats.sent_after_fin,
         nat_resets: stats.nat_resets,
