@@ -414,7 +414,7 @@ impl TableReport {
             let mut failures = Vec::new();
             if server.races > 0 {
                 let race = match server.protocol {
-                    Some(_) => "race with the idle timeout",
+                    Some(_) => "idle-timeout race",
                     None => "keep-alive race",
                 };
                 failures.push(count(server.races, race));
@@ -976,6 +976,60 @@ mod tests {
                 "set the client's max idle time to 4 s, below the server's 5.00 s keep-alive"
             ),
             "{http}"
+        );
+    }
+
+    /// `--explain` on a database server: the idle timeout, the pools' settings and the
+    /// server's own, and no HTTP client's.
+    #[test]
+    fn explain_lists_the_pools_and_the_servers_settings_for_a_database() {
+        use crate::flow::Protocol;
+        let analysis = crate::analysis::Analysis {
+            source: "made up".to_string(),
+            link_type: "EN10MB",
+            first_packet: None,
+            last_packet: None,
+            flows: Vec::new(),
+            verdicts: Default::default(),
+            servers: vec![crate::advice::example(Protocol::Postgres, 5.004, 2)],
+            packets: Default::default(),
+            evicted: 0,
+            kernel: None,
+            warnings: Vec::new(),
+        };
+        let report = TableReport {
+            all: false,
+            color: false,
+            explain: true,
+            width: Some(1000),
+        };
+        let mut out = String::new();
+        report.write_servers(&mut out, &analysis);
+        assert!(
+            out.starts_with("Server 198.19.2.2:5432: 2 idle-timeout races\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("  idle timeout: closes idle connections after 5.00 s"),
+            "{out}"
+        );
+        assert!(
+            out.contains("  fix: set the pool's max idle time to 4 s"),
+            "{out}"
+        );
+        assert!(out.contains("    HikariCP: maxLifetime=4000 "), "{out}");
+        assert!(
+            out.contains("    SQLAlchemy: create_engine(url, pool_recycle=4, pool_pre_ping=True)"),
+            "{out}"
+        );
+        assert!(
+            out.contains("    PostgreSQL server: idle_session_timeout (off by default)"),
+            "{out}"
+        );
+        assert!(out.contains("    PgBouncer: client_idle_timeout"), "{out}");
+        assert!(
+            !out.contains("Reactor Netty") && !out.contains("keep-alive"),
+            "{out}"
         );
     }
 }
