@@ -1,6 +1,11 @@
 //! Known idle-timeout defaults of servers and middleboxes, each with where it comes from:
 //! the one table measured timeouts are matched against. Checked against
-//! shared/reference/idle-timeouts.md (source code or vendor documentation per row).
+//! shared/reference/idle-timeouts.md (source code or vendor documentation per row); the
+//! database and cache rows against the vendors' own documentation or source, cited per row.
+//! Each row says which servers it belongs to: a database's measured timer is matched only
+//! against its protocol's rows (and middleboxes), an HTTP server's only against HTTP rows.
+
+use crate::flow::Protocol;
 
 /// What kind of thing enforces the timeout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -9,6 +14,32 @@ pub enum Kind {
     Server,
     /// Forgets an idle connection silently; answers its next packet with RST or drops it.
     Middlebox,
+    /// A server setting named in advice but never matched against a measured timer: off
+    /// by default (0), a TCP keepalive interval rather than an idle close, or a timer on
+    /// connections the client never sees (a pooler's own server connections).
+    Setting,
+}
+
+/// Which servers' timers a row is matched against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Speaks {
+    /// HTTP servers and proxies, and any flow whose protocol is not a database's.
+    Http,
+    /// Servers of these database or cache protocols.
+    Database(&'static [Protocol]),
+    /// Middleboxes: whatever the connection carries.
+    Any,
+}
+
+impl Speaks {
+    /// Whether a server whose flows carry `protocol` may be this row's product.
+    pub fn serves(self, protocol: Protocol) -> bool {
+        match self {
+            Speaks::Http => !protocol.is_database(),
+            Speaks::Database(protocols) => protocols.contains(&protocol),
+            Speaks::Any => true,
+        }
+    }
 }
 
 /// What a middlebox does with the next packet of a connection it forgot.
@@ -37,9 +68,11 @@ impl LatePacket {
 pub struct Known {
     pub name: &'static str,
     pub kind: Kind,
+    /// The servers it belongs to.
+    pub speaks: Speaks,
     /// Middleboxes: what a packet of a connection it forgot meets.
     pub late_packet: LatePacket,
-    /// The default, in seconds.
+    /// The default, in seconds; 0 for a setting that is off by default.
     pub seconds: f64,
     /// How late it may close by design: a timer scanned once a second, or a buffer added.
     pub late_by: f64,
@@ -53,6 +86,7 @@ const fn server(name: &'static str, seconds: f64, late_by: f64, source: &'static
     Known {
         name,
         kind: Kind::Server,
+        speaks: Speaks::Http,
         late_packet: LatePacket::Unknown,
         seconds,
         late_by,
@@ -70,6 +104,7 @@ const fn middlebox(
     Known {
         name,
         kind: Kind::Middlebox,
+        speaks: Speaks::Any,
         late_packet,
         seconds,
         late_by: 0.0,
@@ -77,6 +112,40 @@ const fn middlebox(
         verified: true,
     }
 }
+
+/// A database or cache server's idle timer that is on by default: matched against that
+/// protocol's measured idle closes.
+const fn database(
+    name: &'static str,
+    protocols: &'static [Protocol],
+    seconds: f64,
+    late_by: f64,
+    source: &'static str,
+) -> Known {
+    Known {
+        speaks: Speaks::Database(protocols),
+        ..server(name, seconds, late_by, source)
+    }
+}
+
+/// A database or cache setting named in advice, never matched (see `Kind::Setting`).
+const fn setting(
+    name: &'static str,
+    protocols: &'static [Protocol],
+    seconds: f64,
+    late_by: f64,
+    source: &'static str,
+) -> Known {
+    Known {
+        kind: Kind::Setting,
+        ..database(name, protocols, seconds, late_by, source)
+    }
+}
+
+const POSTGRES: &[Protocol] = &[Protocol::Postgres];
+const MYSQL: &[Protocol] = &[Protocol::Mysql];
+const REDIS: &[Protocol] = &[Protocol::Redis];
+const POSTGRES_OR_MYSQL: &[Protocol] = &[Protocol::Postgres, Protocol::Mysql];
 
 /// A default that only secondary sources state: named as a candidate, never built on.
 const fn unverified(known: Known) -> Known {
@@ -189,6 +258,85 @@ pub const KNOWN: &[Known] = &[
         0.0,
         "https://www.envoyproxy.io/docs/envoy/latest/faq/configuration/timeouts",
     ),
+    // Databases and caches. MySQL and MariaDB share the wire protocol and the variable.
+    database(
+        "MySQL / MariaDB wait_timeout",
+        MYSQL,
+        28800.0,
+        0.0,
+        "https://dev.mysql.com/doc/refman/8.0/en/server-system-variables.html#sysvar_wait_timeout; mysql/mysql-server include/mysql_com.h (NET_WAIT_TIMEOUT 8*60*60); https://mariadb.com/docs/server/ref/mdb/system-variables/wait_timeout (28800)",
+    ),
+    // Applies instead of wait_timeout to clients that connect with CLIENT_INTERACTIVE.
+    database(
+        "MySQL / MariaDB interactive_timeout (interactive clients)",
+        MYSQL,
+        28800.0,
+        0.0,
+        "https://dev.mysql.com/doc/refman/8.0/en/server-system-variables.html#sysvar_interactive_timeout; https://mariadb.com/docs/server/ref/mdb/system-variables/interactive_timeout (28800)",
+    ),
+    // It "closes" an idle client connection; the database connection behind it stays pooled.
+    database(
+        "AWS RDS Proxy IdleClientTimeout",
+        POSTGRES_OR_MYSQL,
+        1800.0,
+        0.0,
+        "https://docs.aws.amazon.com/AmazonRDS/latest/UserGuide/rds-proxy-connections.html (IdleClientTimeout, default 1,800 s)",
+    ),
+    // PostgreSQL 14+: "A value of zero (the default) disables the timeout." At expiry it
+    // sends FATAL 57P05, then its FIN.
+    setting(
+        "PostgreSQL idle_session_timeout",
+        POSTGRES,
+        0.0,
+        0.0,
+        "https://www.postgresql.org/docs/current/runtime-config-client.html#GUC-IDLE-SESSION-TIMEOUT (0, the default, disables it); postgres/postgres doc/src/sgml/config.sgml",
+    ),
+    setting(
+        "PostgreSQL idle_in_transaction_session_timeout",
+        POSTGRES,
+        0.0,
+        0.0,
+        "https://www.postgresql.org/docs/current/runtime-config-client.html#GUC-IDLE-IN-TRANSACTION-SESSION-TIMEOUT (0, the default, disables it)",
+    ),
+    // 0 selects the operating system's default (Linux tcp_keepalive_time 7200 s).
+    setting(
+        "PostgreSQL tcp_keepalives_idle",
+        POSTGRES,
+        0.0,
+        0.0,
+        "https://www.postgresql.org/docs/current/runtime-config-connection.html#GUC-TCP-KEEPALIVES-IDLE (0, the default, selects the operating system's default)",
+    ),
+    // Checked by serverCron, `hz` (default 10) times a second, in whole seconds of its own
+    // clock: a configured timeout closes up to about 1 s late.
+    setting(
+        "Redis timeout",
+        REDIS,
+        0.0,
+        1.0,
+        "redis/redis redis.conf (timeout 0: \"Close the connection after a client is idle for N seconds (0 to disable)\"; hz 10)",
+    ),
+    setting(
+        "Redis tcp-keepalive",
+        REDIS,
+        300.0,
+        0.0,
+        "redis/redis redis.conf (tcp-keepalive 300, the default since Redis 3.2.1)",
+    ),
+    // Closes PgBouncer's own idle connections to the server, not the application's.
+    setting(
+        "PgBouncer server_idle_timeout",
+        POSTGRES,
+        600.0,
+        0.0,
+        "pgbouncer/pgbouncer doc/config.md, https://www.pgbouncer.org/config.html (server_idle_timeout, default 600.0)",
+    ),
+    setting(
+        "PgBouncer client_idle_timeout",
+        POSTGRES,
+        0.0,
+        0.0,
+        "pgbouncer/pgbouncer doc/config.md, https://www.pgbouncer.org/config.html (client_idle_timeout, default 0: disabled)",
+    ),
     // Its default is to "silently drop flows when the idle timeout of a flow is reached";
     // "TCP reset on idle" (off unless enabled per rule) sends RSTs at expiry instead.
     middlebox(
@@ -297,12 +445,14 @@ impl Fit {
     }
 }
 
-/// Servers whose default keep-alive fits a measured idle close of `seconds`: from 50 ms
-/// early (clock and capture jitter) to max(0.25 s, 2 %) late, plus the product's own lag.
-pub fn servers_matching(seconds: f64) -> Vec<(Known, Fit)> {
+/// Servers whose default idle timeout fits a measured idle close of `seconds` on a server
+/// whose flows carry `protocol`: from 50 ms early (clock and capture jitter) to max(0.25 s,
+/// 2 %) late, plus the product's own lag. Only rows of that protocol (HTTP rows for any
+/// protocol that is not a database's) are candidates.
+pub fn servers_matching(seconds: f64, protocol: Protocol) -> Vec<(Known, Fit)> {
     KNOWN
         .iter()
-        .filter(|k| k.kind == Kind::Server)
+        .filter(|k| k.kind == Kind::Server && k.speaks.serves(protocol))
         .filter_map(|k| {
             let slack = (0.02 * k.seconds).max(0.25);
             let off = seconds - k.seconds;
@@ -318,6 +468,16 @@ pub fn servers_matching(seconds: f64) -> Vec<(Known, Fit)> {
             Some((*k, fit))
         })
         .collect()
+}
+
+/// A database or cache protocol's server-side settings, every row (on by default or not),
+/// for advice that names them.
+pub fn database_settings(protocol: Protocol) -> impl Iterator<Item = &'static Known> {
+    KNOWN.iter().filter(move |k| {
+        protocol.is_database()
+            && k.kind != Kind::Middlebox
+            && matches!(k.speaks, Speaks::Database(p) if p.contains(&protocol))
+    })
 }
 
 /// Middleboxes whose default idle timeout lies in the bracket the capture proves (above
@@ -344,7 +504,7 @@ mod tests {
 
     #[test]
     fn five_seconds_is_apache_node_or_uvicorn() {
-        let found = servers_matching(5.0004);
+        let found = servers_matching(5.0004, Protocol::Http);
         assert_eq!(
             names(&found),
             [
@@ -358,7 +518,7 @@ mod tests {
 
     #[test]
     fn newer_node_closes_a_second_late() {
-        let found = servers_matching(6.0);
+        let found = servers_matching(6.0, Protocol::Http);
         assert_eq!(names(&found), ["Node.js server.keepAliveTimeout"]);
         assert_eq!(found[0].1, Fit::LateByDesign);
     }
@@ -366,11 +526,11 @@ mod tests {
     #[test]
     fn tomcat_scans_once_a_second() {
         // Past 2 % of 60 s, only a product that closes late by design still fits.
-        let found = servers_matching(61.5);
+        let found = servers_matching(61.5, Protocol::Http);
         assert_eq!(names(&found), ["Tomcat embedded / Spring Boot Tomcat"]);
         assert_eq!(found[0].1, Fit::LateByDesign);
         assert!(
-            names(&servers_matching(60.8))
+            names(&servers_matching(60.8, Protocol::Http))
                 .contains(&"Undertow NO_REQUEST_TIMEOUT (Undertow.builder)")
         );
     }
@@ -415,11 +575,65 @@ mod tests {
         let threshold = crate::time::secs(crate::detect::DEFAULT_BLACKHOLE_IDLE);
         for k in KNOWN.iter().filter(|k| k.late_packet != LatePacket::Rst) {
             assert!(
-                k.kind == Kind::Server || k.seconds > threshold,
+                k.kind != Kind::Middlebox || k.seconds > threshold,
                 "{} forgets after {} s",
                 k.name,
                 k.seconds
             );
         }
+    }
+
+    /// A database's idle close is matched against its own protocol's defaults only.
+    #[test]
+    fn eight_hours_on_mysql_is_wait_timeout_and_never_an_http_server() {
+        let mysql = servers_matching(28800.3, Protocol::Mysql);
+        assert_eq!(
+            names(&mysql),
+            [
+                "MySQL / MariaDB wait_timeout",
+                "MySQL / MariaDB interactive_timeout (interactive clients)"
+            ]
+        );
+        assert!(servers_matching(28800.3, Protocol::Http).is_empty());
+        assert!(servers_matching(28800.3, Protocol::Postgres).is_empty());
+        // RDS Proxy fronts PostgreSQL and MySQL, not Redis.
+        assert_eq!(
+            names(&servers_matching(1800.2, Protocol::Postgres)),
+            ["AWS RDS Proxy IdleClientTimeout"]
+        );
+        assert!(servers_matching(1800.2, Protocol::Redis).is_empty());
+    }
+
+    /// An HTTP server's (or an unrecognised protocol's) close never names a database row.
+    #[test]
+    fn http_closes_are_matched_against_http_rows_only() {
+        for protocol in [Protocol::Http, Protocol::Unknown] {
+            let found = servers_matching(5.0004, protocol);
+            assert_eq!(found.len(), 3, "{protocol:?}");
+            assert!(found.iter().all(|(k, _)| k.speaks == Speaks::Http));
+        }
+        // Nginx's 75 s is no candidate for a PostgreSQL server's close at 75 s.
+        assert!(servers_matching(75.0, Protocol::Postgres).is_empty());
+        assert!(!names(&servers_matching(75.0, Protocol::Http)).is_empty());
+    }
+
+    /// Settings that are off by default (or not idle closes) are named, never matched.
+    #[test]
+    fn off_by_default_settings_never_match_a_number() {
+        for protocol in [Protocol::Postgres, Protocol::Redis] {
+            for seconds in [0.0, 0.3, 5.0, 300.0, 600.0] {
+                assert!(
+                    servers_matching(seconds, protocol).is_empty(),
+                    "{protocol:?} {seconds}"
+                );
+            }
+        }
+        let postgres: Vec<&str> = database_settings(Protocol::Postgres)
+            .map(|k| k.name)
+            .collect();
+        assert!(postgres.contains(&"PostgreSQL idle_session_timeout"));
+        assert!(postgres.contains(&"PgBouncer server_idle_timeout"));
+        assert!(!postgres.iter().any(|n| n.contains("wait_timeout")));
+        assert_eq!(database_settings(Protocol::Http).count(), 0);
     }
 }

@@ -15,7 +15,7 @@ use std::net::SocketAddr;
 use serde::Serialize;
 
 use crate::detect::{Finding, Verdict};
-use crate::flow::{CaptureSide, Flow};
+use crate::flow::{CaptureSide, Flow, Protocol};
 use crate::identify;
 use crate::time::{NANOS_PER_SEC, Nanos, secs};
 use histogram::IdleHistogram;
@@ -104,6 +104,8 @@ struct ServerStats {
     clients: Tally,
     server_names: Tally,
     server_closes: Tally,
+    /// The database or cache protocol its flows carry, once one of them showed it.
+    protocol: Protocol,
 }
 
 /// Names tallied per server: at most this many, the rest counted together.
@@ -165,6 +167,9 @@ pub struct Advisor {
 impl Advisor {
     pub fn observe(&mut self, flow: &Flow, finding: &Finding) {
         let stats = self.servers.entry(flow.server).or_default();
+        if flow.protocol.is_database() {
+            stats.protocol = flow.protocol;
+        }
         stats.clients.add(identify::client_name(flow).name);
         stats.server_names.add(identify::server_name(flow));
         if let Some(close) = identify::server_close(flow) {
@@ -385,6 +390,13 @@ pub struct Candidate {
 #[derive(Debug, Clone, Serialize)]
 pub struct ServerAdvice {
     pub server: SocketAddr,
+    /// The database or cache protocol its flows carry (`postgresql`, `mysql`, `redis`);
+    /// absent for HTTP and any other protocol.
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "protocol_name"
+    )]
+    pub protocol: Option<Protocol>,
     pub races: u64,
     pub sent_after_fin: u64,
     pub nat_resets: u64,
@@ -437,6 +449,16 @@ pub struct ServerAdvice {
     pub server_software: Vec<SoftwareCount>,
     /// How its side closed connections: `close_notify_then_fin`, `error_then_fin` (a database's last words, then FIN), `fin` or `rst`.
     pub server_closes: Vec<SoftwareCount>,
+}
+
+fn protocol_name<S: serde::Serializer>(
+    protocol: &Option<Protocol>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match protocol {
+        Some(p) => serializer.serialize_str(p.name()),
+        None => serializer.serialize_none(),
+    }
 }
 
 impl ServerAdvice {
@@ -525,6 +547,59 @@ fn middleboxes_fitting(survived: Option<f64>, failed: f64, seen: LatePacket) -> 
         .collect()
 }
 
+/// A server's advice from figures made up in a test: idle closes at `close_s`, `races` of
+/// them met, the client pgjdbc on every flow (none for HTTP), for the report's tests.
+#[cfg(test)]
+pub(crate) fn example(protocol: Protocol, close_s: f64, races: u64) -> ServerAdvice {
+    let mut stats = ServerStats {
+        protocol,
+        closes: 3,
+        min_close: close_s - 0.002,
+        max_close: close_s + 0.002,
+        idle_closes: vec![close_s - 0.002, close_s, close_s + 0.002],
+        races,
+        reuses: races,
+        reuses_raced: races,
+        ..ServerStats::default()
+    };
+    if protocol.is_database() {
+        stats.clients.add("PostgreSQL JDBC (pgjdbc)");
+    }
+    advise("198.19.2.2:5432".parse().unwrap(), stats)
+}
+
+/// What a protocol's requests are called: queries, or a cache's commands.
+fn request_nouns(protocol: Protocol) -> (&'static str, &'static str) {
+    match protocol {
+        Protocol::Redis => ("command", "commands"),
+        _ => ("query", "queries"),
+    }
+}
+
+/// The server settings that close an idle pooled connection, by protocol.
+pub fn idle_timer_names(protocol: Protocol) -> &'static str {
+    match protocol {
+        Protocol::Postgres => {
+            "PostgreSQL idle_session_timeout, off by default; or PgBouncer's client_idle_timeout, or RDS Proxy's IdleClientTimeout"
+        }
+        Protocol::Mysql => "MySQL / MariaDB wait_timeout, 28800 s by default",
+        Protocol::Redis => "Redis timeout, off by default",
+        Protocol::Unknown | Protocol::Http => "its keep-alive timeout",
+    }
+}
+
+/// The server-side TCP keepalive setting, by protocol.
+fn server_keepalive_name(protocol: Protocol) -> &'static str {
+    match protocol {
+        Protocol::Postgres => "PostgreSQL tcp_keepalives_idle",
+        Protocol::Redis => "Redis tcp-keepalive, 300 s by default",
+        Protocol::Mysql => {
+            "MariaDB tcp_keepalive_time; MySQL: the server host's net.ipv4.tcp_keepalive_time"
+        }
+        Protocol::Unknown | Protocol::Http => "the server host's net.ipv4.tcp_keepalive_time",
+    }
+}
+
 /// A read timeout that fails a dropped request fast without failing slow answers:
 /// 3 times the slowest answer seen, at least 10 s, rounded up to 5 s.
 pub fn read_timeout(slowest_response: Option<f64>) -> u64 {
@@ -580,7 +655,14 @@ fn advise(server: SocketAddr, mut stats: ServerStats) -> ServerAdvice {
         stats.clients.counts.iter().map(|(_, n)| n).sum::<u64>() + stats.clients.others;
     let client_software = std::mem::take(&mut stats.clients).into_counts();
     let identified = top_client(&client_software);
-    let lead = |m: u64| for_client(identified, flows, m, clients::max_idle_setting);
+    // A database or cache: its pools' and drivers' settings, its server's idle timeout.
+    let db = stats.protocol.is_database().then_some(stats.protocol);
+    let max_idle_setting = match db {
+        Some(_) => clients::db_max_idle_setting,
+        None => clients::max_idle_setting,
+    };
+    let lead = |m: u64| for_client(identified, flows, m, max_idle_setting);
+    let (one, many) = db.map_or(("request", "requests"), request_nouns);
     let keepalive = (stats.closes > 0).then(|| {
         stats.idle_closes.sort_by(f64::total_cmp);
         Spread {
@@ -598,7 +680,7 @@ fn advise(server: SocketAddr, mut stats: ServerStats) -> ServerAdvice {
     let keepalive_candidates: Vec<Candidate> = keepalive
         .as_ref()
         .map(|k| {
-            known::servers_matching(k.median_s)
+            known::servers_matching(k.median_s, stats.protocol)
                 .into_iter()
                 .map(|(known, fit): (Known, Fit)| candidate(known, fit.name()))
                 .collect()
@@ -635,7 +717,24 @@ fn advise(server: SocketAddr, mut stats: ServerStats) -> ServerAdvice {
         && stats.races > 0
     {
         let x = k.median_s;
-        if x < 3.0 {
+        if let Some(p) = db {
+            if x < 3.0 {
+                advice.push(format!(
+                    "the server closes idle connections after {x:.2} s, too soon for a pool: raise its idle timeout ({}), or set the pool's max idle to 1 s{}",
+                    idle_timer_names(p),
+                    lead(1)
+                ));
+                max_idle = Some(1);
+            } else {
+                let m = max_idle_below_server(x);
+                advice.push(format!(
+                    "set the pool's max idle time to {m} s, below the server's {x:.2} s idle timeout ({}){}",
+                    idle_timer_names(p),
+                    lead(m)
+                ));
+                max_idle = Some(m);
+            }
+        } else if x < 3.0 {
             advice.push(format!(
                 "the server closes idle connections after {x:.2} s, too soon for a pool: raise its keep-alive timeout (behind a load balancer, above the balancer's), or set the client's max idle to 1 s{}",
                 lead(1)
@@ -649,7 +748,14 @@ fn advise(server: SocketAddr, mut stats: ServerStats) -> ServerAdvice {
             ));
             max_idle = Some(m);
         }
-        if stats.sent_after_fin > 0 {
+        if stats.sent_after_fin > 0 && db.is_some() {
+            advice.push(format!(
+                "{} of {} {many} were sent after the server's close had arrived: the pool lends connections without checking them ({})",
+                stats.sent_after_fin,
+                stats.races,
+                clients::DB_CHECK_BEFORE_REUSE
+            ));
+        } else if stats.sent_after_fin > 0 {
             advice.push(format!(
                 "{} of {} requests were sent after the server's FIN had arrived: the pool reuses connections without checking them ({})",
                 stats.sent_after_fin,
@@ -657,6 +763,13 @@ fn advise(server: SocketAddr, mut stats: ServerStats) -> ServerAdvice {
                 clients::CHECK_BEFORE_REUSE
             ));
         }
+    } else if let (true, Some(p)) = (stats.races > 0, db) {
+        advice.push(format!(
+            "{} {} met the server's close, but the capture does not show how long the server waits before it closes an idle connection: capture from before the connections open (or read the server's idle timeout: {}) and set the pool's max idle time below it",
+            stats.races,
+            if stats.races == 1 { one } else { many },
+            idle_timer_names(p)
+        ));
     } else if stats.races > 0 {
         // Races, but no idle close this capture shows whole (it began mid-connection).
         advice.push(format!(
@@ -683,10 +796,18 @@ fn advise(server: SocketAddr, mut stats: ServerStats) -> ServerAdvice {
             Some(s) => format!("between {s:.1} s and {:.1} s", b.reset_s),
             None => format!("at most {:.1} s", b.reset_s),
         };
-        advice.push(format!(
-            "idle connections are forgotten after a silence of {range}; {who}; set the client's max idle time to {m} s, or enable TCP keepalive with an idle of at most {keepalive_idle} s where the device counts keepalive probes as traffic (layer-4 NATs and load balancers do; ALB and other layer-7 proxies do not){}",
-            lead(m)
-        ));
+        if let Some(p) = db {
+            advice.push(format!(
+                "idle connections are forgotten after a silence of {range}; {who}; set the pool's max idle time to {m} s, or enable TCP keepalive with an idle of at most {keepalive_idle} s where the device counts keepalive probes as traffic (NAT gateways and layer-4 load balancers do), in the driver or on the server ({}){}",
+                server_keepalive_name(p),
+                lead(m)
+            ));
+        } else {
+            advice.push(format!(
+                "idle connections are forgotten after a silence of {range}; {who}; set the client's max idle time to {m} s, or enable TCP keepalive with an idle of at most {keepalive_idle} s where the device counts keepalive probes as traffic (layer-4 NATs and load balancers do; ALB and other layer-7 proxies do not){}",
+                lead(m)
+            ));
+        }
         max_idle = Some(max_idle.map_or(m, |a: u64| a.min(m)));
         tcp_keepalive = Some(keepalive_idle);
     }
@@ -698,11 +819,20 @@ fn advise(server: SocketAddr, mut stats: ServerStats) -> ServerAdvice {
             Some(s) => format!("between {s:.1} s and {:.1} s", b.dropped_s),
             None => format!("at most {:.1} s", b.dropped_s),
         };
-        advice.push(format!(
-            "idle connections are dropped silently after a silence of {range}: no RST, so a request hangs until the client gives up (here one went unanswered for {:.1} s); set the client's max idle time to {m} s, or enable TCP keepalive with an idle of at most {keepalive_idle} s where the device counts keepalive probes as traffic (layer-4 NATs, load balancers and firewalls do; ALB and other layer-7 proxies do not){}",
-            b.longest_unanswered_s,
-            lead(m)
-        ));
+        if let Some(p) = db {
+            advice.push(format!(
+                "idle connections are dropped silently after a silence of {range}: no RST, so a {one} hangs until the driver gives up (here one went unanswered for {:.1} s); set the pool's max idle time to {m} s, or enable TCP keepalive with an idle of at most {keepalive_idle} s where the device counts keepalive probes as traffic (NAT gateways, layer-4 load balancers and firewalls do), in the driver or on the server ({}){}",
+                b.longest_unanswered_s,
+                server_keepalive_name(p),
+                lead(m)
+            ));
+        } else {
+            advice.push(format!(
+                "idle connections are dropped silently after a silence of {range}: no RST, so a request hangs until the client gives up (here one went unanswered for {:.1} s); set the client's max idle time to {m} s, or enable TCP keepalive with an idle of at most {keepalive_idle} s where the device counts keepalive probes as traffic (layer-4 NATs, load balancers and firewalls do; ALB and other layer-7 proxies do not){}",
+                b.longest_unanswered_s,
+                lead(m)
+            ));
+        }
         max_idle = Some(max_idle.map_or(m, |a: u64| a.min(m)));
         tcp_keepalive = Some(tcp_keepalive.map_or(keepalive_idle, |k: u64| k.min(keepalive_idle)));
         let r = read_timeout(slowest_response_s);
@@ -714,9 +844,13 @@ fn advise(server: SocketAddr, mut stats: ServerStats) -> ServerAdvice {
                 " (no answer to a flow's last request was seen to measure; at least 10 s)"
                     .to_string()
             });
+        let read_timeout_setting = match db {
+            Some(_) => clients::db_read_timeout_setting,
+            None => clients::read_timeout_setting,
+        };
         advice.push(format!(
-            "set a read timeout of {r} s{slowest} so that a dropped request fails fast instead of hanging, and retry idempotent requests once on a new connection; without a timeout Linux retransmits for about 15 min (tcp_retries2=15) before the socket fails{}",
-            for_client(identified, flows, r, clients::read_timeout_setting)
+            "set a read timeout of {r} s{slowest} so that a dropped {one} fails fast instead of hanging, and retry idempotent {many} once on a new connection; without a timeout Linux retransmits for about 15 min (tcp_retries2=15) before the socket fails{}",
+            for_client(identified, flows, r, read_timeout_setting)
         ));
         read_timeout_s = Some(r);
     }
@@ -726,16 +860,42 @@ fn advise(server: SocketAddr, mut stats: ServerStats) -> ServerAdvice {
             k.median_s
         ));
     }
-    let mut client_settings = max_idle.map(clients::max_idle_settings).unwrap_or_default();
-    let read_timeout_settings = read_timeout_s
-        .map(clients::read_timeout_settings)
-        .unwrap_or_default();
-    if let Some(k) = tcp_keepalive {
-        client_settings.push(clients::Setting {
-            client: "TCP keepalive",
-            setting: clients::tcp_keepalive(k),
-        });
-    }
+    let (mut client_settings, read_timeout_settings) =
+        match db {
+            Some(p) => {
+                let mut settings = max_idle
+                    .map(|m| clients::db_max_idle_settings(p, m))
+                    .unwrap_or_default();
+                if let Some(k) = tcp_keepalive {
+                    settings.extend(clients::db_tcp_keepalive_settings(p, k).into_iter().map(
+                        |s| clients::Setting {
+                            client: s.client,
+                            setting: format!("TCP keepalive: {}", s.setting),
+                        },
+                    ));
+                }
+                if max_idle.is_some() {
+                    settings.extend(clients::server_settings(p, tcp_keepalive));
+                }
+                let read = read_timeout_s
+                    .map(|r| clients::db_read_timeout_settings(p, r))
+                    .unwrap_or_default();
+                (settings, read)
+            }
+            None => {
+                let mut settings = max_idle.map(clients::max_idle_settings).unwrap_or_default();
+                if let Some(k) = tcp_keepalive {
+                    settings.push(clients::Setting {
+                        client: "TCP keepalive",
+                        setting: clients::tcp_keepalive(k),
+                    });
+                }
+                let read = read_timeout_s
+                    .map(clients::read_timeout_settings)
+                    .unwrap_or_default();
+                (settings, read)
+            }
+        };
     let mut read_timeout_settings = read_timeout_settings;
     if let Some(client) = identified {
         let wanted = identify::settings_for(client.name);
@@ -745,6 +905,7 @@ fn advise(server: SocketAddr, mut stats: ServerStats) -> ServerAdvice {
 
     ServerAdvice {
         server,
+        protocol: stats.protocol.is_database().then_some(stats.protocol),
         races: stats.races,
         sent_after_fin: stats.sent_after_fin,
         nat_resets: stats.nat_resets,
@@ -795,6 +956,96 @@ mod tests {
         // Timer somewhere in (70 s, 100 s]: 10 % under 100 s could be over it.
         assert_eq!(stay_under_middlebox(&[], Some(70.0), 100.0), (70, 35));
         assert_eq!(stay_under_middlebox(&[], None, 100.0), (90, 50));
+    }
+
+    fn server() -> SocketAddr {
+        "198.19.2.2:5432".parse().unwrap()
+    }
+
+    #[test]
+    fn a_postgres_idle_timeout_race_is_pool_advice_with_the_server_setting() {
+        let advice = example(Protocol::Postgres, 5.004, 2);
+        assert_eq!(advice.protocol, Some(Protocol::Postgres));
+        assert_eq!(advice.max_idle_s, Some(4));
+        // PostgreSQL's timer is off by default: no product's default is named for it.
+        assert!(advice.keepalive_candidates.is_empty());
+        let first = &advice.advice[0];
+        assert!(
+            first.starts_with("set the pool's max idle time to 4 s, below the server's 5.00 s idle timeout (PostgreSQL idle_session_timeout"),
+            "{first}"
+        );
+        assert!(
+            first.contains("the client is PostgreSQL JDBC (pgjdbc)"),
+            "{first}"
+        );
+        assert!(first.contains("HikariCP: maxLifetime=4000 "), "{first}");
+        assert!(!first.contains("keep-alive"), "{first}");
+        // HikariCP leads, the server's own settings follow the clients'.
+        assert_eq!(advice.client_settings[0].client, "HikariCP");
+        assert!(
+            advice
+                .client_settings
+                .iter()
+                .any(|s| s.client == "PostgreSQL server")
+        );
+        assert!(
+            !advice
+                .client_settings
+                .iter()
+                .any(|s| s.client == "Reactor Netty")
+        );
+        let json = serde_json::to_value(&advice).unwrap();
+        assert_eq!(json["protocol"], "postgresql");
+    }
+
+    #[test]
+    fn an_http_server_keeps_its_keep_alive_advice_and_no_protocol_field() {
+        let advice = example(Protocol::Http, 5.004, 1);
+        assert_eq!(advice.protocol, None);
+        assert!(advice.advice[0].ends_with("below the server's 5.00 s keep-alive"));
+        assert_eq!(advice.keepalive_candidates.len(), 3);
+        let json = serde_json::to_value(&advice).unwrap();
+        assert!(json.get("protocol").is_none());
+    }
+
+    #[test]
+    fn a_mysql_server_at_eight_hours_is_wait_timeout() {
+        let advice = example(Protocol::Mysql, 28800.4, 1);
+        let names: Vec<&str> = advice.keepalive_candidates.iter().map(|c| c.name).collect();
+        assert_eq!(names[0], "MySQL / MariaDB wait_timeout");
+        assert!(advice.advice[0].contains("wait_timeout"));
+    }
+
+    #[test]
+    fn a_nat_reset_on_redis_names_the_drivers_keepalive_and_tcp_keepalive() {
+        let stats = ServerStats {
+            protocol: Protocol::Redis,
+            nat_resets: 1,
+            shortest_reset: Some(400 * NANOS_PER_SEC),
+            longest_survived: Some(200 * NANOS_PER_SEC),
+            rst_sent_by: Some("middlebox"),
+            ..ServerStats::default()
+        };
+        let advice = advise(server(), stats);
+        let text = &advice.advice[0];
+        assert!(text.contains("set the pool's max idle time to"), "{text}");
+        assert!(text.contains("Redis tcp-keepalive"), "{text}");
+        let keepalive = advice.tcp_keepalive_s.unwrap();
+        assert!(advice.client_settings.iter().any(|s| s.client == "redis-py"
+            && s.setting.contains(&format!("TCP_KEEPIDLE: {keepalive}}}"))));
+        assert!(
+            advice
+                .client_settings
+                .iter()
+                .any(|s| s.client == "Redis server"
+                    && s.setting.contains(&format!("tcp-keepalive {keepalive} ")))
+        );
+        assert!(
+            !advice
+                .client_settings
+                .iter()
+                .any(|s| s.client == "HikariCP")
+        );
     }
 
     #[test]

@@ -109,7 +109,7 @@ fn panel(out: &mut String, top: f64, server: &ServerAdvice) -> f64 {
     let histogram = &server.reuse_histogram;
     let (markers, brackets) = markers(server);
     let axis = Axis::fitting(histogram, &markers, &brackets);
-    let others = other_defaults(&axis, &markers);
+    let others = other_defaults(&axis, &markers, server);
 
     let mut y = top + 26.0;
     let reuses = histogram.reuses();
@@ -248,8 +248,7 @@ fn panel(out: &mut String, top: f64, server: &ServerAdvice) -> f64 {
         let names: Vec<String> = others
             .iter()
             .map(|s| {
-                let mut names = known::KNOWN
-                    .iter()
+                let mut names = known_for(server)
                     .filter(|k| k.verified && k.seconds == *s)
                     .map(|k| short(k.name));
                 let first = names.next().unwrap_or_default();
@@ -410,10 +409,18 @@ fn defaults_by_value(candidates: &[Candidate]) -> Vec<(f64, Vec<&'static str>)> 
     defaults
 }
 
-/// The verified known defaults in view that no marker already stands for.
-fn other_defaults(axis: &Axis, markers: &[Marker]) -> Vec<f64> {
-    let mut values: Vec<f64> = known::KNOWN
+/// The known defaults a server's timers may be: its protocol's servers and the middleboxes,
+/// never a setting that is only named.
+fn known_for(server: &ServerAdvice) -> impl Iterator<Item = &'static known::Known> + '_ {
+    let protocol = server.protocol.unwrap_or(crate::flow::Protocol::Http);
+    known::KNOWN
         .iter()
+        .filter(move |k| k.kind != known::Kind::Setting && k.speaks.serves(protocol))
+}
+
+/// The verified known defaults in view that no marker already stands for.
+fn other_defaults(axis: &Axis, markers: &[Marker], server: &ServerAdvice) -> Vec<f64> {
+    let mut values: Vec<f64> = known_for(server)
         .filter(|k| k.verified && axis.shows(k.seconds))
         .map(|k| k.seconds)
         .filter(|s| !markers.iter().any(|m| (m.seconds - s).abs() <= 0.02 * s))

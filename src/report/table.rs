@@ -126,9 +126,14 @@ impl TableReport {
                 if let (Some(near), Some(k)) = (&server.near_misses, &server.keepalive) {
                     // No failure yet, but the race is a round trip away.
                     let text = format!(
-                        "{}: {}; keep the client's max idle time below {:.2} s",
+                        "{}: {}; keep the {}'s max idle time below {:.2} s",
                         server.server,
                         near_miss_sentence(near, k.median_s, false),
+                        if server.protocol.is_some() {
+                            "pool"
+                        } else {
+                            "client"
+                        },
                         k.median_s
                     );
                     self.wrap(out, "", "  ", &text);
@@ -188,6 +193,21 @@ impl TableReport {
                 ),
             );
         }
+        if let (Some(p), Some(_), true) = (
+            server.protocol,
+            &server.keepalive,
+            server.keepalive_candidates.is_empty(),
+        ) {
+            // No default fits: the server's idle timeout was set on purpose.
+            self.labelled(
+                out,
+                "likely",
+                &format!(
+                    "the server's own idle timeout, configured ({})",
+                    crate::advice::idle_timer_names(p)
+                ),
+            );
+        }
         for candidates in [
             &server.keepalive_candidates,
             &server.middlebox_candidates,
@@ -210,14 +230,19 @@ impl TableReport {
             );
         }
         if server.sent_after_fin > 0 {
-            self.labelled(
-                out,
-                "also",
-                &format!(
+            let text = match server.protocol {
+                Some(_) => format!(
+                    "{} of {} {} were sent after the server's close had arrived: the pool lends connections without checking them",
+                    server.sent_after_fin,
+                    server.races,
+                    requests(server)
+                ),
+                None => format!(
                     "{} of {} requests were sent after the server's FIN had arrived: the pool reuses connections without checking them",
                     server.sent_after_fin, server.races
                 ),
-            );
+            };
+            self.labelled(out, "also", &text);
         }
     }
 
@@ -388,7 +413,11 @@ impl TableReport {
             let count = |n: u64, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
             let mut failures = Vec::new();
             if server.races > 0 {
-                failures.push(count(server.races, "keep-alive race"));
+                let race = match server.protocol {
+                    Some(_) => "idle-timeout race",
+                    None => "keep-alive race",
+                };
+                failures.push(count(server.races, race));
             }
             if server.nat_resets > 0 {
                 failures.push(count(server.nat_resets, "NAT idle reset"));
@@ -414,8 +443,16 @@ impl TableReport {
                 item(
                     out,
                     &format!(
-                        "keep-alive: closes idle connections after {:.2} s (n={}, {:.3}-{:.3} s){announced}",
-                        k.median_s, k.n, k.min_s, k.max_s
+                        "{}: closes idle connections after {:.2} s (n={}, {:.3}-{:.3} s){announced}",
+                        if server.protocol.is_some() {
+                            "idle timeout"
+                        } else {
+                            "keep-alive"
+                        },
+                        k.median_s,
+                        k.n,
+                        k.min_s,
+                        k.max_s
                     ),
                 );
             }
@@ -623,8 +660,12 @@ fn what_happened(server: &ServerAdvice) -> String {
                 if server.races == 1 { "" } else { "s" }
             )
         };
+        let close = match server.protocol {
+            Some(_) => "idle-timeout close",
+            None => "keep-alive close",
+        };
         parts.push(format!(
-            "{n} of an idle connection met the server's keep-alive close"
+            "{n} of an idle connection met the server's {close}"
         ));
     }
     if server.nat_resets > 0 {
@@ -687,6 +728,9 @@ fn likely(candidates: &[crate::advice::Candidate]) -> String {
 /// The one change to make: the identified client's own setting when the client is known,
 /// else the generic setting and where the per-library list is.
 fn the_change(server: &ServerAdvice) -> Option<String> {
+    if server.protocol.is_some() {
+        return the_pool_change(server);
+    }
     let max_idle = server.max_idle_s?;
     let mut change = format!("set the client's max idle time to {max_idle} s");
     if let (Some(k), true) = (&server.keepalive, server.races > 0) {
@@ -720,6 +764,62 @@ fn the_change(server: &ServerAdvice) -> Option<String> {
     Some(match identified {
         Some(setting) => format!("{setting} ({change})"),
         None => format!("{change} (--explain: the setting in each client library)"),
+    })
+}
+
+/// What a database or cache server's requests are called.
+fn requests(server: &ServerAdvice) -> &'static str {
+    match server.protocol {
+        Some(crate::flow::Protocol::Redis) => "commands",
+        Some(_) => "queries",
+        None => "requests",
+    }
+}
+
+/// `the_change` for a database or cache: the pool's max idle below the server's idle
+/// timeout or the middlebox's timer, led by the identified client's pool or driver (the
+/// first of its settings listed: HikariCP's for the JDBC drivers).
+fn the_pool_change(server: &ServerAdvice) -> Option<String> {
+    let max_idle = server.max_idle_s?;
+    let mut change = format!("set the pool's max idle time to {max_idle} s");
+    if let (Some(k), true) = (&server.keepalive, server.races > 0) {
+        let _ = write!(
+            change,
+            ", below the server's {:.2} s idle timeout",
+            k.median_s
+        );
+    } else {
+        change.push_str(", below the middlebox's idle timer");
+    }
+    if let Some(k) = server.tcp_keepalive_s {
+        let _ = write!(
+            change,
+            ", or enable TCP keepalive with an idle of at most {k} s"
+        );
+    }
+    if let Some(r) = server.read_timeout_s {
+        let one = match server.protocol {
+            Some(crate::flow::Protocol::Redis) => "command",
+            _ => "query",
+        };
+        let _ = write!(
+            change,
+            "; and a read timeout of {r} s, so that a dropped {one} fails instead of hanging"
+        );
+    }
+    let identified = server.identified_client().and_then(|client| {
+        let wanted = crate::identify::settings_for(client);
+        server
+            .client_settings
+            .iter()
+            .find(|s| wanted.contains(&s.client))
+            .map(|s| format!("{}: {}", s.client, s.setting))
+    });
+    Some(match identified {
+        Some(setting) => format!("{setting} ({change})"),
+        None => {
+            format!("{change} (--explain: the setting in each pool and driver, and the server's)")
+        }
     })
 }
 
@@ -830,6 +930,106 @@ mod tests {
         assert_eq!(
             out,
             "a 198.19.2.2:8080\n  keepalive_race\n  after 380.0 s\n"
+        );
+    }
+
+    fn diagnosis(server: &ServerAdvice) -> String {
+        let report = TableReport {
+            all: false,
+            color: false,
+            explain: false,
+            width: Some(1000),
+        };
+        let mut out = String::new();
+        report.diagnose(&mut out, server);
+        out
+    }
+
+    /// A database's diagnosis speaks of its idle timeout and the pool, never keep-alive.
+    #[test]
+    fn a_postgres_race_is_diagnosed_as_the_servers_idle_timeout_and_the_pools_max_idle() {
+        use crate::flow::Protocol;
+        let out = diagnosis(&crate::advice::example(Protocol::Postgres, 5.004, 2));
+        assert!(
+            out.contains("2 of 2 reuses of an idle connection met the server's idle-timeout close"),
+            "{out}"
+        );
+        assert!(
+            out.contains("likely    the server's own idle timeout, configured (PostgreSQL idle_session_timeout"),
+            "{out}"
+        );
+        assert!(
+            out.contains("change    HikariCP: maxLifetime=4000 "),
+            "{out}"
+        );
+        assert!(
+            out.contains(
+                "(set the pool's max idle time to 4 s, below the server's 5.00 s idle timeout)"
+            ),
+            "{out}"
+        );
+        assert!(!out.contains("keep-alive"), "{out}");
+        let http = diagnosis(&crate::advice::example(Protocol::Http, 5.004, 2));
+        assert!(http.contains("met the server's keep-alive close"), "{http}");
+        assert!(
+            http.contains(
+                "set the client's max idle time to 4 s, below the server's 5.00 s keep-alive"
+            ),
+            "{http}"
+        );
+    }
+
+    /// `--explain` on a database server: the idle timeout, the pools' settings and the
+    /// server's own, and no HTTP client's.
+    #[test]
+    fn explain_lists_the_pools_and_the_servers_settings_for_a_database() {
+        use crate::flow::Protocol;
+        let analysis = crate::analysis::Analysis {
+            source: "made up".to_string(),
+            link_type: "EN10MB",
+            first_packet: None,
+            last_packet: None,
+            flows: Vec::new(),
+            verdicts: Default::default(),
+            servers: vec![crate::advice::example(Protocol::Postgres, 5.004, 2)],
+            packets: Default::default(),
+            evicted: 0,
+            kernel: None,
+            warnings: Vec::new(),
+        };
+        let report = TableReport {
+            all: false,
+            color: false,
+            explain: true,
+            width: Some(1000),
+        };
+        let mut out = String::new();
+        report.write_servers(&mut out, &analysis);
+        assert!(
+            out.starts_with("Server 198.19.2.2:5432: 2 idle-timeout races\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("  idle timeout: closes idle connections after 5.00 s"),
+            "{out}"
+        );
+        assert!(
+            out.contains("  fix: set the pool's max idle time to 4 s"),
+            "{out}"
+        );
+        assert!(out.contains("    HikariCP: maxLifetime=4000 "), "{out}");
+        assert!(
+            out.contains("    SQLAlchemy: create_engine(url, pool_recycle=4, pool_pre_ping=True)"),
+            "{out}"
+        );
+        assert!(
+            out.contains("    PostgreSQL server: idle_session_timeout (off by default)"),
+            "{out}"
+        );
+        assert!(out.contains("    PgBouncer: client_idle_timeout"), "{out}");
+        assert!(
+            !out.contains("Reactor Netty") && !out.contains("keep-alive"),
+            "{out}"
         );
     }
 }
