@@ -3,7 +3,8 @@
 
 Written to fuzz/seeds/<target>/. capture_file: the small NAT captures and the mid-connection race whole (pcap, SLL2, pcapng),
 and the first records of a race capture in each classic form (Ethernet, SLL, nanosecond,
--s 96) and of the real-client captures (Node over TLS 1.3 and h2c, Go over HTTP/2).
+-s 96), of the real-client captures (Node over TLS 1.3 and h2c, Go over HTTP/2) and of
+the database captures (PostgreSQL, MariaDB, Redis; the Redis NAT capture whole).
 packets: the same records re-encoded as the `packets` target reads them: a link-type
 index, then per packet tag 0x00, a 2-byte millisecond step and a 2-byte length.
 Run from anywhere: python3 fuzz/seeds.py
@@ -37,15 +38,19 @@ def write(kind, name, blob):
 
 
 for name in ["nat-client.pcap", "nat-client-any.pcap", "nat-client-any.pcapng",
-             "race-plain-client-midstream.pcap"]:
+             "race-plain-client-midstream.pcap", "db-redis-nat-client.pcap"]:
     with open(os.path.join(TESTDATA, name), "rb") as f:
         write("capture_file", name, f.read())
 
 for name in ["race-tls12-client.pcap", "race-tls12-client-sll.pcap",
              "race-tls12-client-nano.pcap", "race-tls12-client-s96.pcap",
              "race-plain-client.pcap", "nat-client.pcap", "nat-client-any.pcap",
-             "node-tls13-client.pcap", "node-h2c-client.pcap", "go-h2-tls13-client.pcap"]:
-    header, linktype, recs = records(os.path.join(TESTDATA, name), 40)
+             "node-tls13-client.pcap", "node-h2c-client.pcap", "go-h2-tls13-client.pcap",
+             "db-postgres-race-client.pcap", "db-mariadb-race-client.pcap",
+             "db-postgres-nat-client.pcap", "db-mariadb-nat-client.pcap",
+             "db-redis-race-client.pcap"]:
+    # the database captures' first 80: start-ups, TLS upgrades, logins and first queries
+    header, linktype, recs = records(os.path.join(TESTDATA, name), 80 if name.startswith("db-") else 40)
     write("capture_file", "head-" + name, header + b"".join(r for _, r in recs))
     seed, last = bytearray([LINKS.index(linktype)]), recs[0][0]
     for ts, rec in recs:
