@@ -43,7 +43,6 @@ fn met_the_goodbye(flow: &Flow) -> Option<Finding> {
     evidence.close_prelude_frame = prelude.map(|_| close.first.frame);
     evidence.close_prelude = prelude;
     evidence.crossing = Some("crossed_in_flight");
-    evidence.request_minus_fin_s = None;
     evidence.answer = Some("rst");
     evidence.rst_frame = Some(rst.at.frame);
     evidence.rst_from = Some("server");

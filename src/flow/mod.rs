@@ -492,9 +492,6 @@ impl Flow {
         }
     }
 
-    /// How long the connection had been idle, as the server saw it, when it sent its RST:
-    /// since the last payload it had, a request its RST does not acknowledge left out.
-    /// Worked out when judged: after a RST no payload the server had can follow.
     /// A database server's close begun without a FIN: its last words (PostgreSQL's FATAL
     /// ErrorResponse, in the clear or as a record that answered nothing) and any
     /// close_notify, then an RST, because the client's query reached a socket that was
@@ -529,6 +526,9 @@ impl Flow {
         }
     }
 
+    /// How long the connection had been idle, as the server saw it, when it sent its RST:
+    /// since the last payload it had, a request its RST does not acknowledge left out.
+    /// Worked out when judged: after a RST no payload the server had can follow.
     pub fn idle_at_server_reset(&self) -> Option<Nanos> {
         let rst = self.from_server.rst?;
         let reference = self.server_idle_reference(rst.ack()?)?;
