@@ -101,7 +101,7 @@ def at_least(a, b):
     return a == b or after(a, b)
 
 
-def judge(flow, tls):
+def judge(flow, is_tls):
     pk = flow["packets"]
     server_ttl = next((p.ttl for p in pk if not p.from_client and p.syn), None)
     # client payload: goodbyes and requests, first transmissions only
@@ -124,7 +124,7 @@ def judge(flow, tls):
     # over TLS the goodbye is encrypted: the client's last small records (Terminate or
     # COM_QUIT, close_notify), sent right before its own FIN or RST (a query the close
     # met is followed by the client's FIN only once the server's close has arrived)
-    if tls(None) and client_end is not None:
+    if is_tls and client_end is not None:
         while (requests and requests[-1].tls_lengths
                and max(requests[-1].tls_lengths) <= GOODBYE_RECORD
                and 0 <= client_end.ts - requests[-1].ts <= 0.005):
@@ -147,7 +147,7 @@ def judge(flow, tls):
             answering = any(r.frame < p.frame and (last_server is None or r.frame > last_server.frame)
                             and at_least(p.ack, r.seq + r.len) for r in requests)
             goodbye_words = ("Error" in p.pg and "FATAL" in p.pg_severity) or p.my_error != ""
-            if (quiet or goodbye_words) and not answering and (goodbye_words or tls(p)):
+            if (quiet or goodbye_words) and not answering and (goodbye_words or is_tls):
                 close = p
                 break
             last_server = p
@@ -238,7 +238,7 @@ def main():
             pk = flow["packets"]
             # TLS: the client's first payload after the SSLRequest's 'S' is a handshake record
             is_tls = any(p.tls_lengths for p in pk)
-            verdict, fig = judge(flow, lambda p: is_tls)
+            verdict, fig = judge(flow, is_tls)
             who = by_port.get(cport, [])
             desc = []
             for k, rec in who:
