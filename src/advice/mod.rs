@@ -569,7 +569,7 @@ pub(crate) fn example(protocol: Protocol, close_s: f64, races: u64) -> ServerAdv
 }
 
 /// What a protocol's requests are called: queries, or a cache's commands.
-fn request_nouns(protocol: Protocol) -> (&'static str, &'static str) {
+pub fn request_nouns(protocol: Protocol) -> (&'static str, &'static str) {
     match protocol {
         Protocol::Redis => ("command", "commands"),
         _ => ("query", "queries"),

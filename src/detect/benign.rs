@@ -261,42 +261,41 @@ fn encrypted_goodbye(flow: &Flow) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::detect::built::{ACK, C, FIN_ACK, PSH_ACK, S, SYN, SYN_ACK, flow};
+    use crate::detect::built::{
+        ACK, C, FIN_ACK, MARIADB_GREETING, MARIADB_LOGIN, MARIADB_LOGIN_OK, MARIADB_RESULT,
+        PSH_ACK, S, flow, mariadb_logged_in,
+    };
 
     /// PyMySQL's close after a query answered 2 s after the last: COM_QUIT and its FIN at
     /// once; MariaDB's FIN acknowledges the COM_QUIT but not yet the FIN. The client
     /// closed first: the answer after the idle does not begin a close.
     #[test]
     fn a_mysql_answer_after_an_idle_does_not_begin_the_servers_close() {
-        const GREETING: &[u8] = b"\x0f\0\0\0\x0a10.11.6-Maria\0";
-        const LOGIN: &[u8] = b"\x05\0\0\x01\x85\xa6\x3f\x20\0";
-        const LOGIN_OK: &[u8] = b"\x07\0\0\x02\0\0\0\x02\0\0\0";
         const QUERY: &[u8] = b"\x0d\0\0\0\x03SELECT now()";
-        const RESULT: &[u8] = b"\x01\0\0\x01\x01";
         const QUIT: &[u8] = b"\x01\0\0\0\x01";
         let (g, l, o) = (
-            GREETING.len() as u32,
-            LOGIN.len() as u32,
-            LOGIN_OK.len() as u32,
+            MARIADB_GREETING.len() as u32,
+            MARIADB_LOGIN.len() as u32,
+            MARIADB_LOGIN_OK.len() as u32,
         );
-        let (q, r, x) = (QUERY.len() as u32, RESULT.len() as u32, QUIT.len() as u32);
+        let (q, r, x) = (
+            QUERY.len() as u32,
+            MARIADB_RESULT.len() as u32,
+            QUIT.len() as u32,
+        );
         let (c, s) = (1 + l + 2 * q, 1 + g + o + 2 * r);
-        let closed = flow(&[
-            (0.00, C, SYN, 0, 0, b""),
-            (0.05, S, SYN_ACK, 0, 1, b""),
-            (0.05, C, ACK, 1, 1, b""),
-            (0.10, S, PSH_ACK, 1, 1, GREETING),
-            (0.10, C, PSH_ACK, 1, 1 + g, LOGIN),
-            (0.15, S, PSH_ACK, 1 + g, 1 + l, LOGIN_OK),
+        let mut packets = mariadb_logged_in();
+        packets.extend([
             (0.15, C, PSH_ACK, 1 + l, 1 + g + o, QUERY),
-            (0.20, S, PSH_ACK, 1 + g + o, 1 + l + q, RESULT),
+            (0.20, S, PSH_ACK, 1 + g + o, 1 + l + q, MARIADB_RESULT),
             (2.20, C, PSH_ACK, 1 + l + q, 1 + g + o + r, QUERY),
-            (2.25, S, PSH_ACK, 1 + g + o + r, c, RESULT),
+            (2.25, S, PSH_ACK, 1 + g + o + r, c, MARIADB_RESULT),
             (2.251, C, PSH_ACK, c, s, QUIT),
             (2.2511, C, FIN_ACK, c + x, s, b""),
             (2.30, S, FIN_ACK, s, c + x, b""),
             (2.30, C, ACK, c + x + 1, s + 1, b""),
         ]);
+        let closed = flow(&packets);
         let finding = classify(&closed, true);
         assert_eq!(finding.verdict, Verdict::Completed, "{}", finding.sentence);
     }

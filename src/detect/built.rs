@@ -17,6 +17,26 @@ pub const OK: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
 pub const C: bool = true;
 pub const S: bool = false;
 
+/// A MariaDB server's greeting, a client's login, its OK and a one-row result.
+pub const MARIADB_GREETING: &[u8] = b"\x0f\0\0\0\x0a10.11.6-Maria\0";
+pub const MARIADB_LOGIN: &[u8] = b"\x05\0\0\x01\x85\xa6\x3f\x20\0";
+pub const MARIADB_LOGIN_OK: &[u8] = b"\x07\0\0\x02\0\0\0\x02\0\0\0";
+pub const MARIADB_RESULT: &[u8] = b"\x01\0\0\x01\x01";
+
+/// A MariaDB connection up to its login's OK (0.15 s): the client's next byte is
+/// `1 + MARIADB_LOGIN.len()`, the server's `1 + MARIADB_GREETING.len() + MARIADB_LOGIN_OK.len()`.
+pub fn mariadb_logged_in() -> Vec<Packet> {
+    let (g, l) = (MARIADB_GREETING.len() as u32, MARIADB_LOGIN.len() as u32);
+    vec![
+        (0.00, C, SYN, 0, 0, b""),
+        (0.05, S, SYN_ACK, 0, 1, b""),
+        (0.05, C, ACK, 1, 1, b""),
+        (0.10, S, PSH_ACK, 1, 1, MARIADB_GREETING),
+        (0.10, C, PSH_ACK, 1, 1 + g, MARIADB_LOGIN),
+        (0.15, S, PSH_ACK, 1 + g, 1 + l, MARIADB_LOGIN_OK),
+    ]
+}
+
 /// A packet as (seconds, from the client?, flags, seq, ack, payload), sequence numbers
 /// relative to ISNs 100 (client) and 500 (server). Seconds beyond i64's nanoseconds
 /// saturate to its ends.

@@ -351,39 +351,31 @@ fn prelude_phrase(flow: &Flow, kind: &str) -> String {
 mod tests {
     use super::*;
     use crate::detect::built::{
-        ACK, C, FIN_ACK, GET, OK, PSH_ACK, RST, RST_ACK, S, SYN, SYN_ACK, flow,
+        ACK, C, FIN_ACK, GET, MARIADB_GREETING, MARIADB_LOGIN, MARIADB_LOGIN_OK, MARIADB_RESULT,
+        OK, PSH_ACK, RST, RST_ACK, S, SYN, SYN_ACK, flow, mariadb_logged_in,
     };
 
-    /// A MariaDB server's greeting, the client's login, its OK, a query and its result.
-    const GREETING: &[u8] = b"\x0f\0\0\0\x0a10.11.6-Maria\0";
-    const LOGIN: &[u8] = b"\x05\0\0\x01\x85\xa6\x3f\x20\0";
-    const LOGIN_OK: &[u8] = b"\x07\0\0\x02\0\0\0\x02\0\0\0";
     const QUERY: &[u8] = b"\x09\0\0\0\x03select 2";
-    const RESULT: &[u8] = b"\x01\0\0\x01\x01";
     const PING: &[u8] = b"\x01\0\0\0\x0e";
 
     /// MariaDB at `wait_timeout`: RST|ACK from its own socket after 3 s idle, crossing the
     /// client's next command (`next`) in flight.
     fn mariadb_reset_crossing(next: &'static [u8]) -> Flow {
         let (g, l, o) = (
-            GREETING.len() as u32,
-            LOGIN.len() as u32,
-            LOGIN_OK.len() as u32,
+            MARIADB_GREETING.len() as u32,
+            MARIADB_LOGIN.len() as u32,
+            MARIADB_LOGIN_OK.len() as u32,
         );
-        let (q, r) = (QUERY.len() as u32, RESULT.len() as u32);
-        flow(&[
-            (0.00, C, SYN, 0, 0, b""),
-            (0.05, S, SYN_ACK, 0, 1, b""),
-            (0.05, C, ACK, 1, 1, b""),
-            (0.10, S, PSH_ACK, 1, 1, GREETING),
-            (0.10, C, PSH_ACK, 1, 1 + g, LOGIN),
-            (0.15, S, PSH_ACK, 1 + g, 1 + l, LOGIN_OK),
+        let (q, r) = (QUERY.len() as u32, MARIADB_RESULT.len() as u32);
+        let mut packets = mariadb_logged_in();
+        packets.extend([
             (0.15, C, PSH_ACK, 1 + l, 1 + g + o, QUERY),
-            (0.20, S, PSH_ACK, 1 + g + o, 1 + l + q, RESULT),
+            (0.20, S, PSH_ACK, 1 + g + o, 1 + l + q, MARIADB_RESULT),
             (3.18, C, PSH_ACK, 1 + l + q, 1 + g + o + r, next),
             (3.21, S, RST_ACK, 1 + g + o + r, 1 + l + q, b""),
             (3.23, S, RST, 1 + g + o + r, 0, b""),
-        ])
+        ]);
+        flow(&packets)
     }
 
     #[test]

@@ -235,7 +235,7 @@ impl TableReport {
                     "{} of {} {} were sent after the server's close had arrived: the pool lends connections without checking them",
                     server.sent_after_fin,
                     server.races,
-                    requests(server)
+                    nouns(server).1
                 ),
                 None => format!(
                     "{} of {} requests were sent after the server's FIN had arrived: the pool reuses connections without checking them",
@@ -726,19 +726,21 @@ fn likely(candidates: &[crate::advice::Candidate]) -> String {
 }
 
 /// The one change to make: the identified client's own setting when the client is known,
-/// else the generic setting and where the per-library list is.
+/// else the generic setting and where the per-library list is. For a database or cache, the
+/// pool's max idle below the server's idle timeout or the middlebox's timer, led by the
+/// identified client's pool or driver (the first of its settings listed: HikariCP's for the
+/// JDBC drivers).
 fn the_change(server: &ServerAdvice) -> Option<String> {
-    if server.protocol.is_some() {
-        return the_pool_change(server);
-    }
     let max_idle = server.max_idle_s?;
-    let mut change = format!("set the client's max idle time to {max_idle} s");
+    let db = server.protocol.is_some();
+    let (owner, timer) = if db {
+        ("pool", "idle timeout")
+    } else {
+        ("client", "keep-alive")
+    };
+    let mut change = format!("set the {owner}'s max idle time to {max_idle} s");
     if let (Some(k), true) = (&server.keepalive, server.races > 0) {
-        let _ = write!(
-            change,
-            ", below the server's {:.2} s keep-alive",
-            k.median_s
-        );
+        let _ = write!(change, ", below the server's {:.2} s {timer}", k.median_s);
     } else {
         change.push_str(", below the middlebox's idle timer");
     }
@@ -751,60 +753,8 @@ fn the_change(server: &ServerAdvice) -> Option<String> {
     if let Some(r) = server.read_timeout_s {
         let _ = write!(
             change,
-            "; and a read timeout of {r} s, so that a dropped request fails instead of hanging"
-        );
-    }
-    let identified = server.identified_client().and_then(|client| {
-        server
-            .client_settings
-            .iter()
-            .find(|s| s.client == client)
-            .map(|s| format!("{client}: {}", s.setting))
-    });
-    Some(match identified {
-        Some(setting) => format!("{setting} ({change})"),
-        None => format!("{change} (--explain: the setting in each client library)"),
-    })
-}
-
-/// What a database or cache server's requests are called.
-fn requests(server: &ServerAdvice) -> &'static str {
-    match server.protocol {
-        Some(crate::flow::Protocol::Redis) => "commands",
-        Some(_) => "queries",
-        None => "requests",
-    }
-}
-
-/// `the_change` for a database or cache: the pool's max idle below the server's idle
-/// timeout or the middlebox's timer, led by the identified client's pool or driver (the
-/// first of its settings listed: HikariCP's for the JDBC drivers).
-fn the_pool_change(server: &ServerAdvice) -> Option<String> {
-    let max_idle = server.max_idle_s?;
-    let mut change = format!("set the pool's max idle time to {max_idle} s");
-    if let (Some(k), true) = (&server.keepalive, server.races > 0) {
-        let _ = write!(
-            change,
-            ", below the server's {:.2} s idle timeout",
-            k.median_s
-        );
-    } else {
-        change.push_str(", below the middlebox's idle timer");
-    }
-    if let Some(k) = server.tcp_keepalive_s {
-        let _ = write!(
-            change,
-            ", or enable TCP keepalive with an idle of at most {k} s"
-        );
-    }
-    if let Some(r) = server.read_timeout_s {
-        let one = match server.protocol {
-            Some(crate::flow::Protocol::Redis) => "command",
-            _ => "query",
-        };
-        let _ = write!(
-            change,
-            "; and a read timeout of {r} s, so that a dropped {one} fails instead of hanging"
+            "; and a read timeout of {r} s, so that a dropped {} fails instead of hanging",
+            nouns(server).0
         );
     }
     let identified = server.identified_client().and_then(|client| {
@@ -812,15 +762,32 @@ fn the_pool_change(server: &ServerAdvice) -> Option<String> {
         server
             .client_settings
             .iter()
-            .find(|s| wanted.contains(&s.client))
+            .find(|s| {
+                if db {
+                    wanted.contains(&s.client)
+                } else {
+                    s.client == client
+                }
+            })
             .map(|s| format!("{}: {}", s.client, s.setting))
     });
+    let list = if db {
+        "the setting in each pool and driver, and the server's"
+    } else {
+        "the setting in each client library"
+    };
     Some(match identified {
         Some(setting) => format!("{setting} ({change})"),
-        None => {
-            format!("{change} (--explain: the setting in each pool and driver, and the server's)")
-        }
+        None => format!("{change} (--explain: {list})"),
     })
+}
+
+/// What a server's requests are called, one and many: a database's queries, a cache's
+/// commands.
+fn nouns(server: &ServerAdvice) -> (&'static str, &'static str) {
+    server
+        .protocol
+        .map_or(("request", "requests"), crate::advice::request_nouns)
 }
 
 /// "2 more reuses were within 49 ms of the 5.00 s close and got lucky (flows 6, 5)".
